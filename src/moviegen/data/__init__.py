@@ -1,0 +1,1 @@
+"""Data: video clip sampling, the built-in world, caches and buckets."""

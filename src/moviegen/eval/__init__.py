@@ -1,0 +1,1 @@
+"""Evaluation: reconstruction quality, automatic metrics, benchmarks and human evaluation."""

@@ -1,0 +1,189 @@
+"""Flow matching: the training path and loss, timestep sampling, inference schedules and the Euler sampler.
+
+Paper §3.1.1 (conditional flow matching with the optimal-transport path) and §3.1.6 (inference):
+
+- path ``x_t = t·x1 + (1 − (1 − σmin)·t)·x0`` with x0 ~ N(0, I) noise, x1 data, σmin = 1e-5; t = 0 is noise
+  and t = 1 is data;
+- target velocity ``v = dx_t/dt = x1 − (1 − σmin)·x0``, loss = MSE(u(x_t, P, t), v);
+- t ~ logit-normal(0, 1) in training;
+- inference integrates dx/dt = u from t = 0 to 1 with first-order Euler steps on the linear-quadratic
+  schedule, with classifier-free guidance ``u = u_uncond + s·(u_cond − u_uncond)``, s = 7.5.
+
+The unconditional ("null text") branch is the same text tokens with an all-False mask: the backbone's
+cross-attention then contributes exactly zero. Text dropout in training (:func:`drop_text`) produces the
+same null text, so the two match.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from moviegen.errors import MovieGenError
+
+SIGMA_MIN = 1e-5
+TEXT_DROPOUT = 0.1  # our choice: the paper does not state its text-dropout rate (0.1–0.2 is common)
+
+
+def _expand(t: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
+    """Broadcast a per-sample time (B,) (or a scalar) over x of shape (B, ...)."""
+    t = torch.as_tensor(t, device=x.device, dtype=x.dtype)
+    if t.ndim == 0:
+        return t
+    if t.shape != x.shape[:1]:
+        raise MovieGenError(f"t must have shape ({x.shape[0]},) to match the batch, got {tuple(t.shape)}")
+    return t.view(-1, *([1] * (x.ndim - 1)))
+
+
+def interpolate(
+    x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor | float, sigma_min: float = SIGMA_MIN
+) -> torch.Tensor:
+    """The point ``x_t = t·x1 + (1 − (1 − σmin)·t)·x0`` on the path from noise x0 to data x1."""
+    t = _expand(t, x1)
+    return t * x1 + (1 - (1 - sigma_min) * t) * x0
+
+
+def velocity_target(x0: torch.Tensor, x1: torch.Tensor, sigma_min: float = SIGMA_MIN) -> torch.Tensor:
+    """The regression target ``v = x1 − (1 − σmin)·x0`` (the time derivative of :func:`interpolate`)."""
+    return x1 - (1 - sigma_min) * x0
+
+
+def sample_timesteps(
+    n: int, generator: torch.Generator | None = None, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """n training times from the logit-normal(0, 1) distribution: sigmoid of a standard normal."""
+    return torch.sigmoid(torch.randn(n, generator=generator, device=device))
+
+
+def flow_matching_loss(
+    model: Callable[..., torch.Tensor],
+    x1: torch.Tensor,
+    text: torch.Tensor,
+    text_mask: torch.Tensor | None,
+    t: torch.Tensor | None = None,
+    noise: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    **model_kwargs: Any,
+) -> torch.Tensor:
+    """Scalar flow-matching MSE of ``model(x_t, t, text, text_mask, **model_kwargs)`` against the velocity.
+
+    x1 is a batch of clean latents (B, C, T, H, W); t (B,) and noise (like x1) are drawn when not given.
+    The MSE is computed in float32.
+    """
+    if t is None:
+        t = sample_timesteps(x1.shape[0], generator=generator, device=x1.device)
+    if noise is None:
+        noise = torch.randn(x1.shape, generator=generator, device=x1.device, dtype=x1.dtype)
+    if noise.shape != x1.shape:
+        raise MovieGenError(f"noise shape {tuple(noise.shape)} does not match the data {tuple(x1.shape)}")
+    x_t = interpolate(noise, x1, t)
+    pred = model(x_t, t, text, text_mask, **model_kwargs)
+    return F.mse_loss(pred.float(), velocity_target(noise, x1).float())
+
+
+def drop_text(
+    text_mask: torch.Tensor, p: float = TEXT_DROPOUT, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Text dropout for classifier-free guidance: each row's mask becomes all-False with probability p."""
+    if not 0.0 <= p <= 1.0:
+        raise MovieGenError(f"text dropout probability must be in [0, 1], got {p}")
+    keep = torch.rand(text_mask.shape[0], generator=generator, device=text_mask.device) >= p
+    return text_mask & keep[:, None]
+
+
+def linear(num_steps: int) -> torch.Tensor:
+    """``num_steps + 1`` evenly spaced times 0, 1/S, …, 1 (float64)."""
+    if num_steps < 1:
+        raise MovieGenError(f"num_steps must be >= 1, got {num_steps}")
+    return torch.arange(num_steps + 1, dtype=torch.float64) / num_steps
+
+
+def linear_quadratic_schedule(num_steps: int = 50, emulated_steps: int = 250) -> torch.Tensor:
+    """The paper's linear-quadratic schedule: ``num_steps`` steps emulating an ``emulated_steps`` linear one.
+
+    With S = num_steps, N = emulated_steps, k = S // 2 and m = S − k, the times are
+
+    - t_i = i / N for i = 0 … k (the first k steps of the N-step linear schedule), then
+    - t_{k+j} = k/N + j/N + c·j² for j = 1 … m, with c = (1 − (k + m)/N) / m², so t_S = 1 exactly.
+
+    The quadratic part has slope 1/N per step at the join (step sizes 1/N + c·(2j − 1) grow linearly), and
+    c ≥ 0 exactly when N ≥ S. For S = 50, N = 250 the tail is 0.10528, 0.11312, 0.12352, …, 0.86912,
+    0.93328, 1.0. With N = S this is the plain linear schedule. Returns S + 1 increasing float64 times.
+    """
+    if num_steps < 1:
+        raise MovieGenError(f"num_steps must be >= 1, got {num_steps}")
+    if emulated_steps < num_steps:
+        raise MovieGenError(f"emulated_steps ({emulated_steps}) must be >= num_steps ({num_steps})")
+    k = num_steps // 2
+    m = num_steps - k
+    n = emulated_steps
+    c = (1.0 - (k + m) / n) / m**2
+    head = torch.arange(k + 1, dtype=torch.float64) / n
+    j = torch.arange(1, m + 1, dtype=torch.float64)
+    tail = k / n + j / n + c * j**2
+    tail[-1] = 1.0
+    return torch.cat([head, tail])
+
+
+def _repeat_kwargs(kwargs: dict[str, Any], batch: int) -> dict[str, Any]:
+    """Duplicate per-sample tensor kwargs (first dim = batch) for the batched unconditional branch."""
+    return {
+        k: torch.cat([v, v]) if isinstance(v, torch.Tensor) and v.ndim > 0 and v.shape[0] == batch else v
+        for k, v in kwargs.items()
+    }
+
+
+@torch.no_grad()
+def sample(
+    model: Callable[..., torch.Tensor],
+    noise: torch.Tensor,
+    text: torch.Tensor,
+    text_mask: torch.Tensor | None,
+    times: torch.Tensor,
+    guidance_scale: float = 7.5,
+    null_text_mask: torch.Tensor | None = None,
+    callback: Callable[[int, int], None] | None = None,
+    **model_kwargs: Any,
+) -> torch.Tensor:
+    """Euler-integrate dx/dt = u(x, t) from ``times[0]`` (noise) to ``times[-1]`` (data); returns x1.
+
+    Classifier-free guidance: ``u = u_uncond + s·(u_cond − u_uncond)``. The unconditional branch uses the
+    same text with ``null_text_mask`` (default all-False: null text) and runs in the same batched forward as
+    the conditional one; with ``guidance_scale == 1`` it is skipped. Tensor ``model_kwargs`` whose first dim
+    is the batch (e.g. ``task``) are repeated for the unconditional half. ``callback(i, num_steps)`` is called
+    after step i (0-based) finishes. Runs under ``torch.no_grad``; deterministic for fixed inputs.
+    """
+    times = torch.as_tensor(times, dtype=torch.float64)
+    if times.ndim != 1 or times.numel() < 2:
+        raise MovieGenError(f"times must be a 1-D schedule of >= 2 values, got shape {tuple(times.shape)}")
+    b = noise.shape[0]
+    if text_mask is None:
+        text_mask = torch.ones(text.shape[:2], dtype=torch.bool, device=text.device)
+    guided = guidance_scale != 1.0
+    if guided:
+        if null_text_mask is None:
+            null_text_mask = torch.zeros_like(text_mask)
+        text_in = torch.cat([text, text])
+        mask_in = torch.cat([text_mask, null_text_mask])
+        kwargs_in = _repeat_kwargs(model_kwargs, b)
+    else:
+        text_in, mask_in, kwargs_in = text, text_mask, model_kwargs
+
+    x = noise
+    num_steps = times.numel() - 1
+    for i in range(num_steps):
+        t = torch.full((b,), float(times[i]), device=noise.device, dtype=torch.float32)
+        dt = float(times[i + 1] - times[i])
+        if guided:
+            both = model(torch.cat([x, x]), torch.cat([t, t]), text_in, mask_in, **kwargs_in)
+            u_cond, u_uncond = both.chunk(2)
+            u = u_uncond + guidance_scale * (u_cond - u_uncond)
+        else:
+            u = model(x, t, text_in, mask_in, **kwargs_in)
+        x = x + dt * u.to(x.dtype)
+        if callback is not None:
+            callback(i, num_steps)
+    return x

@@ -1,0 +1,1 @@
+"""Training: the TAE trainer, the transformer loop, parallelism and checkpointing."""

@@ -1,0 +1,88 @@
+"""Inflation from a diffusers AutoencoderKL: the fresh TAE must reproduce the image autoencoder."""
+
+import json
+
+import pytest
+import torch
+
+from moviegen.errors import MovieGenError
+from moviegen.models.tae import TAE
+
+diffusers = pytest.importorskip("diffusers")
+
+
+@pytest.fixture(scope="module")
+def image_ae(tmp_path_factory):
+    torch.manual_seed(1)
+    ae = diffusers.AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(8, 16, 16, 16),
+        layers_per_block=1,
+        latent_channels=16,
+        norm_num_groups=4,
+        sample_size=32,
+    ).eval()
+    with torch.no_grad():  # randomise norms too so the test sees every weight
+        for name, p in ae.named_parameters():
+            if "norm" in name:
+                p.add_(0.1 * torch.randn_like(p))
+    folder = tmp_path_factory.mktemp("image_ae")
+    ae.save_pretrained(folder, safe_serialization=True)
+    return ae, folder
+
+
+def _image_roundtrip(ae, images):
+    with torch.no_grad():
+        return ae.decode(ae.encode(images).latent_dist.mode()).sample
+
+
+def test_inflated_tae_matches_image_autoencoder_on_an_image(image_ae):
+    ae, folder = image_ae
+    tae = TAE.from_image_autoencoder(folder).eval()
+    assert tae.config.latent_channels == 16 and tae.compression == 8
+    image = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        ref_latent = ae.encode(image).latent_dist.mode()
+        z = tae.encode(image.unsqueeze(2))
+        out = tae.decode(z, num_frames=1)
+    assert z.shape == (2, 16, 1, 4, 4)
+    assert (z[:, :, 0] - ref_latent).abs().max() <= 1e-4
+    assert (out[:, :, 0] - _image_roundtrip(ae, image)).abs().max() <= 1e-4
+
+
+def test_inflated_tae_matches_image_autoencoder_on_every_frame_of_a_static_video(image_ae):
+    ae, folder = image_ae
+    tae = TAE.from_image_autoencoder(folder).eval()
+    image = torch.rand(1, 3, 32, 32) * 2 - 1
+    video = image.unsqueeze(2).expand(1, 3, 19, 32, 32).contiguous()
+    with torch.no_grad():
+        out = tae.decode(tae.encode(video), num_frames=19)
+    ref = _image_roundtrip(ae, image)
+    assert out.shape == (1, 3, 19, 32, 32)
+    assert (out - ref.unsqueeze(2)).abs().max() <= 1e-4
+
+
+def test_inflation_reads_a_pipeline_folder_and_rejects_bad_folders(image_ae, tmp_path):
+    _, folder = image_ae
+    pipe = tmp_path / "pipe"
+    (pipe / "vae").mkdir(parents=True)
+    for f in folder.iterdir():
+        (pipe / "vae" / f.name).write_bytes(f.read_bytes())
+    assert TAE.from_image_autoencoder(pipe).config.block_out_channels == (8, 16, 16, 16)
+
+    with pytest.raises(MovieGenError, match="no config.json"):
+        TAE.from_image_autoencoder(tmp_path / "missing")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text((folder / "config.json").read_text())
+    (broken / "diffusion_pytorch_model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(MovieGenError, match="cannot read weights"):
+        TAE.from_image_autoencoder(broken)
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["_class_name"] = "UNet2DModel"
+    (broken / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(MovieGenError, match="expected an AutoencoderKL"):
+        TAE.from_image_autoencoder(broken)
