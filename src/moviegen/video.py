@@ -56,29 +56,69 @@ def to_uint8(video: Tensor) -> np.ndarray:
     return x.permute(1, 2, 3, 0).cpu().numpy()
 
 
+class VideoWriter:
+    """Stream frames into an H.264 MP4 (yuv420p); the file appears only when the writer closes cleanly.
+
+    Use as a context manager and call :meth:`write` with ``(3, T, H, W)`` chunks in [-1, 1]; odd sizes
+    are padded by one replicated row/column (yuv420p needs even sizes).
+    """
+
+    def __init__(self, path: str | Path, fps: float = 16.0, crf: int = 18):
+        if fps <= 0:
+            raise MovieGenError(f"fps must be positive, got {fps}")
+        self.path, self.fps, self.crf = Path(path), fps, crf
+        self.frames_written = 0
+        self._container = self._stream = None
+        self._tmp: str | None = None
+
+    def __enter__(self) -> VideoWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=".mp4", dir=self.path.parent)
+        os.close(fd)
+        self._container = av.open(self._tmp, mode="w", format="mp4")
+        return self
+
+    def write(self, video: Tensor) -> None:
+        frames = to_uint8(video)
+        frames = np.pad(
+            frames, ((0, 0), (0, frames.shape[1] % 2), (0, frames.shape[2] % 2), (0, 0)), mode="edge"
+        )
+        if self._stream is None:
+            self._stream = self._container.add_stream(
+                "libx264", rate=Fraction(self.fps).limit_denominator(1001)
+            )
+            self._stream.width, self._stream.height = frames.shape[2], frames.shape[1]
+            self._stream.pix_fmt = "yuv420p"
+            self._stream.options = {"crf": str(self.crf)}
+        elif (frames.shape[1], frames.shape[2]) != (self._stream.height, self._stream.width):
+            raise MovieGenError("all frames written to one video must have the same size")
+        for array in frames:
+            self._container.mux(self._stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
+        self.frames_written += len(frames)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None and self._stream is None:
+                raise MovieGenError(f"no frames were written to {self.path}")
+            if exc_type is None:
+                self._container.mux(self._stream.encode())
+            self._container.close()
+            if exc_type is None:
+                os.chmod(self._tmp, 0o666 & ~_umask())  # mkstemp creates 0600 files
+                os.replace(self._tmp, self.path)
+        finally:
+            if self._tmp and os.path.exists(self._tmp):
+                os.unlink(self._tmp)
+
+
 def write_video(path: str | Path, video: Tensor, fps: float = 16.0, crf: int = 18) -> Path:
     """Encode ``(3, T, H, W)`` frames in [-1, 1] as an H.264 MP4, atomically."""
-    path = Path(path)
-    frames = to_uint8(video)
-    t, h, w, _ = frames.shape
-    if fps <= 0:
-        raise MovieGenError(f"fps must be positive, got {fps}")
-    # yuv420p needs even sizes: pad by edge replication
-    frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix or ".mp4", dir=path.parent)
-    os.close(fd)
-    try:
-        with av.open(tmp, mode="w", format="mp4") as container:
-            stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-            stream.width, stream.height = frames.shape[2], frames.shape[1]
-            stream.pix_fmt = "yuv420p"
-            stream.options = {"crf": str(crf)}
-            for array in frames:
-                container.mux(stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")))
-            container.mux(stream.encode())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    with VideoWriter(path, fps, crf) as writer:
+        writer.write(video)
+    return Path(path)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -86,3 +86,16 @@ def test_inflation_reads_a_pipeline_folder_and_rejects_bad_folders(image_ae, tmp
     (broken / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(MovieGenError, match="expected an AutoencoderKL"):
         TAE.from_image_autoencoder(broken)
+
+
+def test_inflate_cli_writes_a_loadable_tae(image_ae, tmp_path, capsys):
+    from helpers import run_cli
+
+    ae, folder = image_ae
+    code, out, err = run_cli(capsys, "tae", "inflate", folder, "--out", tmp_path / "tae")
+    assert code == 0, err
+    tae = TAE.from_pretrained(tmp_path / "tae").eval()
+    image = torch.rand(1, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        out_frames = tae.decode(tae.encode(image.unsqueeze(2)), num_frames=1)
+    assert (out_frames[:, :, 0] - _image_roundtrip(ae, image)).abs().max() <= 1e-4

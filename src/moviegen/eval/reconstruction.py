@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -34,3 +36,30 @@ def ssim(a: Tensor, b: Tensor, data_range: float = 2.0, window: int = 11, sigma:
     vx, vy, cxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
     s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
     return s.mean().item()
+
+
+class ReconstructionScore:
+    """PSNR and SSIM accumulated over a video decoded chunk by chunk (frame-weighted)."""
+
+    def __init__(self, data_range: float = 2.0):
+        self.data_range = data_range
+        self.squared_error = 0.0
+        self.values = 0
+        self.ssim_sum = 0.0
+        self.frames = 0
+
+    def update(self, recon: Tensor, target: Tensor) -> None:
+        """Add ``(C, T, H, W)`` chunks; frames are along dim 1."""
+        self.squared_error += F.mse_loss(recon.float(), target.float(), reduction="sum").item()
+        self.values += target.numel()
+        self.ssim_sum += ssim(recon, target, self.data_range) * target.shape[1]
+        self.frames += target.shape[1]
+
+    @property
+    def psnr(self) -> float:
+        mse = self.squared_error / max(self.values, 1)
+        return float("inf") if mse == 0 else 10.0 * math.log10(self.data_range**2 / mse)
+
+    @property
+    def ssim(self) -> float:
+        return self.ssim_sum / max(self.frames, 1)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -395,16 +396,34 @@ class TAE(nn.Module, PretrainedMixin):
 
         Temporal tiling (paper §3.1.1): windows of ``tile_latents`` latent frames overlapping by
         ``overlap_latents`` are decoded one at a time and blended with linear weights across each
-        overlap, writing straight into the output so peak memory does not grow with the video.
-        ``tile_latents=None`` decodes everything at once.
+        overlap (see :meth:`decode_chunks`). ``tile_latents=None`` decodes everything at once.
         """
+        out = None
+        pos = 0
+        for chunk in self.decode_chunks(latent, num_frames, tile_latents, overlap_latents):
+            if out is None:
+                total = num_frames or self.compression * latent.shape[2]
+                out = chunk.new_empty(*chunk.shape[:2], total, *chunk.shape[3:])
+            out[:, :, pos : pos + chunk.shape[2]] = chunk
+            pos += chunk.shape[2]
+        assert out is not None
+        return out
+
+    def decode_chunks(
+        self,
+        latent: Tensor,
+        num_frames: int | None = None,
+        tile_latents: int | None = 4,
+        overlap_latents: int = 2,
+    ) -> Iterator[Tensor]:
+        """Decode window by window, yielding finished frames in order as soon as no later window
+        touches them; peak memory is one window plus one overlap, whatever the video length."""
         self._check_latent(latent)
         c, t_lat = self.compression, latent.shape[2]
-        max_frames = c * t_lat
-        num_frames = max_frames if num_frames is None else num_frames
-        if not 1 <= num_frames <= max_frames:
+        num_frames = c * t_lat if num_frames is None else num_frames
+        if not 1 <= num_frames <= c * t_lat:
             raise MovieGenError(
-                f"num_frames must be in [1, {max_frames}] for {t_lat} latent frames, got {num_frames}"
+                f"num_frames must be in [1, {c * t_lat}] for {t_lat} latent frames, got {num_frames}"
             )
         if tile_latents is not None:
             if tile_latents <= 0:
@@ -412,21 +431,26 @@ class TAE(nn.Module, PretrainedMixin):
             if not 0 <= overlap_latents < tile_latents:
                 raise MovieGenError(f"overlap_latents must be in [0, tile_latents), got {overlap_latents}")
         if tile_latents is None or t_lat <= tile_latents:
-            return self._decode_window(latent)[:, :, :num_frames]
+            yield self._decode_window(latent)[:, :, :num_frames]
+            return
 
         starts = list(range(0, t_lat - tile_latents, tile_latents - overlap_latents)) + [t_lat - tile_latents]
-        b, _, _, h, w = latent.shape
-        out = latent.new_zeros(b, self.config.out_channels, max_frames, h * c, w * c)
-        total = latent.new_zeros(max_frames)
+        acc, acc_w = None, None  # blended frames of the previous windows that this window overlaps
         for i, s in enumerate(starts):
             e = s + tile_latents
             ramp_in = (starts[i - 1] + tile_latents - s) * c if i > 0 else 0
             ramp_out = (e - starts[i + 1]) * c if i + 1 < len(starts) else 0
             weight = _blend_weights(tile_latents * c, ramp_in, ramp_out, latent)
-            out[:, :, s * c : e * c] += self._decode_window(latent[:, :, s:e]) * weight.view(1, 1, -1, 1, 1)
-            total[s * c : e * c] += weight
-        out /= total.view(1, 1, -1, 1, 1)
-        return out[:, :, :num_frames]
+            frames = self._decode_window(latent[:, :, s:e]).mul_(weight.view(1, 1, -1, 1, 1))
+            if acc is not None and acc_w is not None:  # the leftover starts exactly at this window
+                frames[:, :, : acc.shape[2]] += acc
+                weight[: acc_w.shape[0]] += acc_w
+            n = (starts[i + 1] - s if i + 1 < len(starts) else tile_latents) * c  # frames now final
+            final = frames[:, :, :n] / weight[:n].view(1, 1, -1, 1, 1)
+            yield final[:, :, : num_frames - s * c]
+            if (s * c) + n >= num_frames:
+                return
+            acc, acc_w = frames[:, :, n:], weight[n:]
 
     def _decode_window(self, latent: Tensor) -> Tensor:
         return self.decoder(per_frame(self.post_quant_conv, latent.transpose(1, 2))).transpose(1, 2)

@@ -1,0 +1,157 @@
+"""The ``moviegen`` command line. Every user error is one ``error: ...`` line and exit status 1."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import torch
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from moviegen.errors import MovieGenError
+
+app = typer.Typer(
+    help="Movie Gen: text-to-video foundation models (arXiv 2410.13720).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+tae_app = typer.Typer(help="The temporal autoencoder (TAE).", no_args_is_help=True)
+app.add_typer(tae_app, name="tae")
+
+console = Console(stderr=True)
+
+
+def progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[status]}"),
+        console=console,
+        transient=False,
+    )
+
+
+def load_tae(model: str | None):
+    """A TAE from a ``save_pretrained`` folder, or an untrained preset (``tiny``, ``paper``)."""
+    from moviegen.models.tae import TAE, TAEConfig
+
+    if model is None or (model in TAEConfig.PRESETS and not Path(model).exists()):
+        name = model or "tiny"
+        console.print(f"[yellow]note:[/] no --model folder given: using an untrained '{name}' TAE")
+        torch.manual_seed(0)
+        return TAE(TAEConfig.preset(name)).eval()
+    return TAE.from_pretrained(model).eval()
+
+
+def pad_to_multiple(video: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Replicate-pad H and W of ``(B, C, T, H, W)`` up to a multiple (cropped off after decoding)."""
+    h, w = video.shape[-2:]
+    ph, pw = -h % multiple, -w % multiple
+    if not ph and not pw:
+        return video
+    return torch.nn.functional.pad(video, (0, pw, 0, ph, 0, 0), mode="replicate")
+
+
+@tae_app.command("roundtrip")
+def tae_roundtrip(
+    src: Annotated[Path, typer.Argument(help="Input video file.")],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the reconstructed MP4.")],
+    model: Annotated[str | None, typer.Option(help="TAE folder (save_pretrained) or preset name.")] = None,
+    max_frames: Annotated[int | None, typer.Option(help="Read at most this many frames.")] = None,
+    tile_frames: Annotated[int, typer.Option(help="Encoder tile length in frames (0: untiled).")] = 32,
+    tile_latents: Annotated[int, typer.Option(help="Decoder window in latent frames (0: untiled).")] = 4,
+    overlap_latents: Annotated[int, typer.Option(help="Decoder window overlap in latent frames.")] = 2,
+) -> None:
+    """Encode and decode a real video file; print PSNR, SSIM and the latent shape."""
+    from moviegen.eval.reconstruction import ReconstructionScore
+    from moviegen.video import VideoWriter, read_video
+
+    if max_frames is not None and max_frames <= 0:
+        raise MovieGenError(f"--max-frames must be positive, got {max_frames}")
+    video, fps = read_video(src, max_frames=max_frames)
+    tae = load_tae(model)
+    x = pad_to_multiple(video.unsqueeze(0), tae.compression)
+    score = ReconstructionScore()
+    _, t, h, w = video.shape
+    with torch.inference_mode(), progress() as bar, VideoWriter(out, fps) as writer:
+        z = tae.encode(x, tile_frames=tile_frames or None)
+        task = bar.add_task("decoding", total=t, status="")
+        chunks = tae.decode_chunks(z, t, tile_latents or None, overlap_latents)
+        for chunk in chunks:
+            recon = chunk[0, :, :, :h, :w].clamp(-1, 1)
+            score.update(recon, video[:, writer.frames_written : writer.frames_written + recon.shape[1]])
+            writer.write(recon)
+            bar.update(task, advance=recon.shape[1])
+    typer.echo(f"frames: {t}  size: {h}x{w}  fps: {fps:g}")
+    typer.echo(f"latent shape: {list(z.shape[1:])}")
+    typer.echo(f"PSNR: {score.psnr:.2f} dB  SSIM: {score.ssim:.4f}")
+    typer.echo(f"wrote {out}")
+
+
+@tae_app.command("train")
+def tae_train(
+    videos: Annotated[list[Path], typer.Argument(help="Training video files.")],
+    out: Annotated[Path, typer.Option("--out", help="Output TAE folder.")],
+    preset: Annotated[str, typer.Option(help="TAE config preset.")] = "tiny",
+    init: Annotated[Path | None, typer.Option(help="Start from this TAE folder instead of a preset.")] = None,
+    steps: Annotated[int, typer.Option(help="Optimisation steps.")] = 300,
+    frames: Annotated[int, typer.Option(help="Frames per training clip.")] = 16,
+    size: Annotated[int, typer.Option(help="Square crop size in pixels (multiple of 8).")] = 64,
+    batch_size: Annotated[int, typer.Option(help="Clips per batch.")] = 1,
+    lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 1e-3,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Train a TAE on video files (images : videos = 1 : 3, L1 + KL + OPL) and save it."""
+    from moviegen.data.clips import ClipSampler
+    from moviegen.models.tae import TAE, TAEConfig
+    from moviegen.train.tae import TAETrainer, mix_images_and_videos
+
+    if steps <= 0 or frames <= 0 or batch_size <= 0:
+        raise MovieGenError("--steps, --frames and --batch-size must be positive")
+    torch.manual_seed(seed)
+    model = TAE.from_pretrained(init) if init is not None else TAE(TAEConfig.preset(preset))
+    sampler = ClipSampler.from_files(videos, size=size, multiple=model.compression, seed=seed)
+    batches = mix_images_and_videos(sampler.batches(batch_size, 1), sampler.batches(batch_size, frames))
+    trainer = TAETrainer(model, lr=lr, grad_clip=100.0)
+    with progress() as bar:
+        task = bar.add_task("training TAE", total=steps, status="")
+        for _, batch in zip(range(steps), batches, strict=False):
+            terms = trainer.train_step(batch)
+            bar.update(task, advance=1, status=f"l1 {terms['l1']:.4f} opl {terms['opl']:.2e}")
+    model.save_pretrained(out)
+    typer.echo(f"wrote {out}")
+
+
+@tae_app.command("inflate")
+def tae_inflate(
+    image_ae: Annotated[Path, typer.Argument(help="A diffusers AutoencoderKL folder.")],
+    out: Annotated[Path, typer.Option("--out", help="Output TAE folder.")],
+) -> None:
+    """Inflate a pretrained image autoencoder into a TAE (identity temporal layers)."""
+    from moviegen.models.tae import TAE
+
+    tae = TAE.from_image_autoencoder(image_ae)
+    tae.save_pretrained(out)
+    c = tae.config
+    typer.echo(f"inflated {image_ae} → {out} ({list(c.block_out_channels)}, latent {c.latent_channels})")
+
+
+def main() -> None:
+    try:
+        app()
+    except MovieGenError as e:
+        console.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
