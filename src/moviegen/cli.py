@@ -142,6 +142,103 @@ def tae_inflate(
     typer.echo(f"inflated {image_ae} → {out} ({list(c.block_out_channels)}, latent {c.latent_channels})")
 
 
+RANDOM_PIPELINES = {"tiny-random": "tiny"}
+
+
+def load_pipeline(model: str | None):
+    """A MovieGenPipeline from a folder, or ``tiny-random`` (random weights, offline MiniLM text)."""
+    import transformers
+
+    from moviegen.pipeline import MovieGenPipeline
+
+    transformers.utils.logging.disable_progress_bar()
+    if model is None or (model in RANDOM_PIPELINES and not Path(model).exists()):
+        name = model or "tiny-random"
+        if model is None:
+            console.print(f"[yellow]note:[/] no --model given: using '{name}' (untrained weights)")
+        return MovieGenPipeline.from_presets(transformer=RANDOM_PIPELINES[name], tae="tiny")
+    return MovieGenPipeline.from_pretrained(model)
+
+
+@app.command()
+def generate(
+    prompt: Annotated[str, typer.Argument(help="Text prompt.")],
+    out: Annotated[Path, typer.Option("--out", help="Output MP4 path.")],
+    model: Annotated[str | None, typer.Option(help="Pipeline folder, or 'tiny-random'.")] = None,
+    frames: Annotated[int, typer.Option(help="Number of frames.")] = 16,
+    height: Annotated[int, typer.Option(help="Height in pixels (multiple of 16).")] = 64,
+    width: Annotated[int, typer.Option(help="Width in pixels (multiple of 16).")] = 64,
+    fps: Annotated[int, typer.Option(help="Frame rate; also the FPS-N prompt prefix.")] = 16,
+    steps: Annotated[int, typer.Option(help="Euler steps.")] = 50,
+    schedule: Annotated[str, typer.Option(help="linear-quadratic | linear")] = "linear-quadratic",
+    guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale.")] = 7.5,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    camera: Annotated[str | None, typer.Option(help="Camera-motion prefix, e.g. 'pan left'.")] = None,
+) -> None:
+    """Generate a video from a text prompt and write it as an MP4."""
+    from moviegen.pipeline import GenerationRequest
+
+    GenerationRequest(prompt, frames, height, width, fps, steps, schedule, guidance, seed, camera).validate()
+    pipe = load_pipeline(model)
+    with progress() as bar:
+        task = bar.add_task("sampling", total=steps, status="")
+        video = pipe(
+            prompt,
+            num_frames=frames,
+            height=height,
+            width=width,
+            fps=fps,
+            num_steps=steps,
+            schedule=schedule,
+            guidance_scale=guidance,
+            seed=seed,
+            camera_motion=camera,
+            callback=lambda i, n: bar.update(task, completed=i + 1),
+        )
+    pipe.export_mp4(video, out, fps=fps)
+    typer.echo(f"wrote {out} ({video.shape[1]} frames, {video.shape[2]}x{video.shape[3]}, {fps} fps)")
+
+
+@app.command()
+def info(
+    model: Annotated[str, typer.Option(help="Transformer preset: tiny, 5b or 30b.")] = "30b",
+    frames: Annotated[int, typer.Option(help="Video frames.")] = 256,
+    height: Annotated[int, typer.Option(help="Video height in pixels.")] = 576,
+    width: Annotated[int, typer.Option(help="Video width in pixels.")] = 1008,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Size of a backbone preset and of its token sequence, computed on the meta device."""
+    import json
+
+    from moviegen.models.transformer import (
+        MovieGenTransformer,
+        TransformerConfig,
+        count_parameters,
+        num_tokens,
+    )
+    from moviegen.models.transformer import latent_shape as video_latent_shape
+
+    config = TransformerConfig.preset(model)
+    with torch.device("meta"):
+        params = count_parameters(MovieGenTransformer(config))
+    shape = video_latent_shape(frames, height, width, latent_channels=config.out_channels)
+    report = {
+        "params": params,
+        "layers": config.num_layers,
+        "dim": config.dim,
+        "ffn_dim": config.ffn_dim,
+        "heads": config.num_heads,
+        "latent_shape": list(shape),
+        "tokens": num_tokens(config, shape),
+    }
+    if as_json:
+        typer.echo(json.dumps(report))
+        return
+    typer.echo(f"Movie Gen Video '{model}': {params / 1e9:.2f}B parameters")
+    for key, value in report.items():
+        typer.echo(f"  {key}: {value}")
+
+
 def main() -> None:
     try:
         app()

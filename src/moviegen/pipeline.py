@@ -1,0 +1,219 @@
+"""Prompt → frames → MP4: Movie Gen Video inference (paper §3.1, §3.1.6).
+
+The pipeline only orchestrates its three components, each a ``save_pretrained`` folder of its own:
+
+* ``text/``: the frozen text encoders and their trained projector (:class:`TextConditioner`);
+* ``transformer/``: the Movie Gen Video backbone (:class:`MovieGenTransformer`);
+* ``tae/``: the temporal autoencoder (:class:`TAE`);
+
+plus a top-level ``model_index.json`` naming them. Sampling: compose the prompt with its FPS (and
+optional camera-motion) prefix, encode it, draw Gaussian noise of the latent shape from a seeded
+generator, integrate the flow with Euler steps and classifier-free guidance over the linear-quadratic
+(or linear) schedule from t = 0 (noise) to t = 1 (data), then decode with the tiled TAE.
+
+Latents are normalised for the transformer as ``(z − shift_factor) · scaling_factor`` using the TAE's
+config, and un-normalised before decoding.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from moviegen import __version__, flow
+from moviegen.errors import MovieGenError
+from moviegen.models.tae import TAE, TAEConfig
+from moviegen.models.text import TextConditioner, compose_prompt, default_text_conditioner
+from moviegen.models.transformer import MovieGenTransformer, TransformerConfig
+from moviegen.pretrained import atomic_dir
+from moviegen.video import write_video
+
+INDEX_NAME = "model_index.json"
+COMPONENTS = {"text": TextConditioner, "transformer": MovieGenTransformer, "tae": TAE}
+SCHEDULES = ("linear-quadratic", "linear")
+SPATIAL_MULTIPLE = 16  # TAE 8× times the 2×2 patch
+
+
+def schedule_times(schedule: str, num_steps: int) -> Tensor:
+    """The sampling times for a named schedule: ``linear-quadratic`` (paper default) or ``linear``."""
+    if num_steps < 1:
+        raise MovieGenError(f"steps must be >= 1, got {num_steps}")
+    if schedule == "linear-quadratic":
+        return flow.linear_quadratic_schedule(num_steps, max(num_steps, 5 * num_steps))
+    if schedule == "linear":
+        return flow.linear(num_steps)
+    raise MovieGenError(f"unknown schedule {schedule!r} (choose from {', '.join(SCHEDULES)})")
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """A validated set of sampling arguments."""
+
+    prompt: str
+    num_frames: int
+    height: int
+    width: int
+    fps: int
+    num_steps: int
+    schedule: str
+    guidance_scale: float
+    seed: int
+    camera_motion: str | None = None
+
+    def validate(self) -> None:
+        if not self.prompt or not self.prompt.strip():
+            raise MovieGenError("the prompt is empty")
+        if self.num_frames < 1:
+            raise MovieGenError(f"frames must be >= 1, got {self.num_frames}")
+        if (
+            self.height < 1
+            or self.width < 1
+            or self.height % SPATIAL_MULTIPLE
+            or self.width % SPATIAL_MULTIPLE
+        ):
+            raise MovieGenError(
+                f"height and width must be positive multiples of {SPATIAL_MULTIPLE}, "
+                f"got {self.height}x{self.width}"
+            )
+        if self.fps < 1:
+            raise MovieGenError(f"fps must be >= 1, got {self.fps}")
+        if self.guidance_scale < 0:
+            raise MovieGenError(f"guidance must be >= 0, got {self.guidance_scale}")
+        schedule_times(self.schedule, self.num_steps)
+        compose_prompt(self.prompt, fps=self.fps, camera_motion=self.camera_motion)
+
+
+class MovieGenPipeline:
+    """Text encoders + projector, backbone and TAE, with diffusers-style saving and loading."""
+
+    def __init__(self, text: TextConditioner, transformer: MovieGenTransformer, tae: TAE):
+        if text.model_dim != transformer.config.dim:
+            raise MovieGenError(
+                f"text projector width {text.model_dim} != transformer dim {transformer.config.dim}"
+            )
+        if tae.config.latent_channels != transformer.config.out_channels:
+            raise MovieGenError(
+                f"TAE latent channels {tae.config.latent_channels} != transformer out_channels "
+                f"{transformer.config.out_channels}"
+            )
+        self.text, self.transformer, self.tae = text, transformer, tae
+        for module in (text, transformer, tae):
+            module.eval()
+
+    # -- construction, saving, loading
+
+    @classmethod
+    def from_presets(cls, transformer: str = "tiny", tae: str = "tiny", seed: int = 0) -> MovieGenPipeline:
+        """Randomly initialised components from presets, with the offline MiniLM text encoder."""
+        torch.manual_seed(seed)
+        backbone = MovieGenTransformer(TransformerConfig.preset(transformer))
+        return cls(default_text_conditioner(backbone.config.dim), backbone, TAE(TAEConfig.preset(tae)))
+
+    def save_pretrained(self, path: str | Path) -> Path:
+        with atomic_dir(path) as tmp:
+            for name in COMPONENTS:
+                getattr(self, name).save_pretrained(tmp / name)
+            index = {"_class_name": type(self).__name__, "moviegen_version": __version__}
+            index |= {name: cls.__name__ for name, cls in COMPONENTS.items()}
+            (tmp / INDEX_NAME).write_text(json.dumps(index, indent=2) + "\n")
+        return Path(path)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> MovieGenPipeline:
+        path = Path(path)
+        if not path.is_dir():
+            raise MovieGenError(f"model folder not found: {path}")
+        try:
+            index = json.loads((path / INDEX_NAME).read_text())
+        except FileNotFoundError:
+            raise MovieGenError(f"{path} is not a MovieGenPipeline folder (no {INDEX_NAME})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise MovieGenError(f"{path / INDEX_NAME} is not valid JSON: {e}") from None
+        if index.get("_class_name") != cls.__name__:
+            raise MovieGenError(f"{path} holds a {index.get('_class_name')!r}, not a {cls.__name__}")
+        parts = {}
+        for name, component in COMPONENTS.items():
+            if index.get(name) != component.__name__:
+                raise MovieGenError(f"{path / INDEX_NAME}: component {name!r} must be a {component.__name__}")
+            parts[name] = component.from_pretrained(path / name)
+        return cls(**parts)
+
+    def to(self, device: str | torch.device) -> MovieGenPipeline:
+        for module in (self.text, self.transformer, self.tae):
+            module.to(device)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.transformer.parameters()).device
+
+    # -- sampling
+
+    def latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+        c = self.tae.compression
+        return (self.tae.config.latent_channels, -(-num_frames // c), height // c, width // c)
+
+    @torch.inference_mode()
+    def __call__(
+        self,
+        prompt: str,
+        num_frames: int = 16,
+        height: int = 64,
+        width: int = 64,
+        fps: int = 16,
+        num_steps: int = 50,
+        schedule: str = "linear-quadratic",
+        guidance_scale: float = 7.5,
+        seed: int = 0,
+        camera_motion: str | None = None,
+        callback: Callable[[int, int], None] | None = None,
+    ) -> Tensor:
+        """Generate one video; returns frames ``(3, num_frames, height, width)`` in [-1, 1].
+
+        Deterministic for a fixed seed on a given device (noise comes from a seeded CPU generator).
+        """
+        req = GenerationRequest(
+            prompt, num_frames, height, width, fps, num_steps, schedule, guidance_scale, seed, camera_motion
+        )
+        req.validate()
+        text_prompt = compose_prompt(prompt, fps=fps, camera_motion=camera_motion)
+        shape = self.latent_shape(num_frames, height, width)
+        self._check_fits(shape)
+        times = schedule_times(schedule, num_steps)
+        device = self.device
+        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+        generator = torch.Generator().manual_seed(seed)
+        noise = torch.randn((1, *shape), generator=generator).to(device)
+        with autocast:
+            tokens, mask = self.text([text_prompt])
+            x1 = flow.sample(
+                self.transformer, noise, tokens, mask.to(device), times, guidance_scale, callback=callback
+            )
+        cfg = self.tae.config
+        latent = x1.float() / cfg.scaling_factor + cfg.shift_factor
+        frames = self.tae.decode(latent, num_frames=num_frames)
+        return frames[0].clamp(-1, 1).cpu()
+
+    def _check_fits(self, shape: tuple[int, int, int, int]) -> None:
+        cfg = self.transformer.config
+        _, t, h, w = shape
+        pt, ph, pw = cfg.patch_size
+        grid = (-(-t // pt), h // ph, w // pw)
+        limits = (cfg.max_latent_frames, cfg.max_height_patches, cfg.max_width_patches)
+        if any(g > m for g, m in zip(grid, limits, strict=True)):
+            c = self.tae.compression
+            raise MovieGenError(
+                f"this model generates at most {cfg.max_latent_frames * pt * c} frames of "
+                f"{cfg.max_height_patches * ph * c}x{cfg.max_width_patches * pw * c} px "
+                f"(asked for {grid[0] * pt * c} frames at {h * c}x{w * c})"
+            )
+
+    @staticmethod
+    def export_mp4(frames: Tensor, path: str | Path, fps: float = 16) -> Path:
+        """Write ``(3, T, H, W)`` frames in [-1, 1] as an H.264 MP4 (atomically)."""
+        return write_video(path, frames, fps=fps)
