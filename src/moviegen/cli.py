@@ -21,6 +21,10 @@ app = typer.Typer(
 )
 tae_app = typer.Typer(help="The temporal autoencoder (TAE).", no_args_is_help=True)
 app.add_typer(tae_app, name="tae")
+train_app = typer.Typer(help="Training recipes.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+eval_app = typer.Typer(help="Evaluation.", no_args_is_help=True)
+app.add_typer(eval_app, name="eval")
 
 console = Console(stderr=True)
 
@@ -142,6 +146,82 @@ def tae_inflate(
     typer.echo(f"inflated {image_ae} → {out} ({list(c.block_out_channels)}, latent {c.latent_channels})")
 
 
+@train_app.command("world")
+def train_world_command(
+    out: Annotated[Path, typer.Option("--out", help="Output folder (pipeline/, logs/, training_log.json).")],
+    quick: Annotated[bool, typer.Option("--quick", help="A few-minute variant (CI).")] = False,
+    config: Annotated[Path | None, typer.Option(help="JSON file of WorldRecipe overrides.")] = None,
+    steps: Annotated[int | None, typer.Option(help="Override the backbone steps.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Override the seed.")] = None,
+) -> None:
+    """Train the TAE and the text-to-video backbone on the built-in world; write a pipeline."""
+    import json
+
+    from moviegen.train.world import WorldRecipe, train_world
+
+    overrides: dict = {}
+    if config is not None:
+        try:
+            overrides = json.loads(config.read_text())
+        except FileNotFoundError:
+            raise MovieGenError(f"config file not found: {config}") from None
+        except json.JSONDecodeError as e:
+            raise MovieGenError(f"config file {config} is not valid JSON: {e}") from None
+        if not isinstance(overrides, dict):
+            raise MovieGenError(f"config file {config} must hold a JSON object")
+    overrides |= {k: v for k, v in (("steps", steps), ("seed", seed)) if v is not None}
+    recipe = WorldRecipe.preset("quick" if quick else "default", **overrides)
+    with progress() as bar:
+        tasks: dict[str, int] = {}
+
+        def report(stage: str, step: int, total: int, terms: dict) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(f"training {stage}", total=total, status="")
+            status = " ".join(f"{k} {v:.4f}" for k, v in terms.items() if k in ("l1", "loss", "val"))
+            bar.update(tasks[stage], completed=step, status=status)
+
+        train_world(recipe, out, progress=report)
+    typer.echo(f"wrote {out / 'pipeline'}")
+
+
+@eval_app.command("world")
+def eval_world_command(
+    model: Annotated[str | None, typer.Option(help="Pipeline folder (default: the shipped model).")] = None,
+    seeds: Annotated[int, typer.Option(help="Seeds per prompt.")] = 2,
+    num_seen: Annotated[int, typer.Option(help="Seen (training) triples to include.")] = 20,
+    out: Annotated[Path | None, typer.Option(help="Also write the JSON report here.")] = None,
+    quick: Annotated[bool, typer.Option(help="Only 50 linear-quadratic steps (skip linear-250).")] = False,
+) -> None:
+    """Generate held-out compositions and camera motions; score them with the classical detector."""
+    import json
+
+    from moviegen.eval.world import evaluate_world
+
+    if seeds < 1:
+        raise MovieGenError(f"--seeds must be >= 1, got {seeds}")
+    pipe = load_pipeline(model)
+    samplers = [("linear-quadratic", 50)] + ([] if quick else [("linear", 250)])
+
+    def generate(p, seed, schedule, steps):
+        camera = p.truth.get("camera")
+        return pipe(p.prompt, fps=16, num_steps=steps, schedule=schedule, seed=seed, camera_motion=camera)
+
+    with progress() as bar:
+        task = bar.add_task("evaluating", total=None, status="")
+        results = evaluate_world(
+            generate, seeds, samplers, num_seen, progress=lambda i, n: bar.update(task, completed=i, total=n)
+        )
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=2) + "\n")
+    names = list(results)
+    keys = sorted({k for r in results.values() for k in r})
+    typer.echo(f"{'metric':<22}" + "".join(f"{n:>22}" for n in names))
+    for k in keys:
+        typer.echo(f"{k:<22}" + "".join(f"{results[n].get(k, float('nan')):>22.2f}" for n in names))
+    typer.echo(json.dumps(results))
+
+
 RANDOM_PIPELINES = {"tiny-random": "tiny"}
 
 
@@ -237,6 +317,15 @@ def info(
     typer.echo(f"Movie Gen Video '{model}': {params / 1e9:.2f}B parameters")
     for key, value in report.items():
         typer.echo(f"  {key}: {value}")
+
+
+def _register_plan() -> None:
+    from moviegen.train.planner import plan_cli
+
+    app.command("plan", help="Rank parallelism plans (FSDP/TP/SP/CP) with an analytic cost model.")(plan_cli)
+
+
+_register_plan()
 
 
 def main() -> None:

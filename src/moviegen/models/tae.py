@@ -218,6 +218,8 @@ class Upsample(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         x = per_frame(lambda f: self.conv.spatial(F.interpolate(f, scale_factor=2.0, mode="nearest")), x)
+        if x.shape[1] == 1:  # a single frame stays constant in time: its copies would be identical
+            return self.conv.temporal(x)
         return self.conv.temporal(torch.repeat_interleave(x, 2, dim=1))
 
 
@@ -441,7 +443,7 @@ class TAE(nn.Module, PretrainedMixin):
             ramp_in = (starts[i - 1] + tile_latents - s) * c if i > 0 else 0
             ramp_out = (e - starts[i + 1]) * c if i + 1 < len(starts) else 0
             weight = _blend_weights(tile_latents * c, ramp_in, ramp_out, latent)
-            frames = self._decode_window(latent[:, :, s:e]).mul_(weight.view(1, 1, -1, 1, 1))
+            frames = self._decode_window(latent[:, :, s:e]) * weight.view(1, 1, -1, 1, 1)
             if acc is not None and acc_w is not None:  # the leftover starts exactly at this window
                 frames[:, :, : acc.shape[2]] += acc
                 weight[: acc_w.shape[0]] += acc_w
@@ -453,7 +455,15 @@ class TAE(nn.Module, PretrainedMixin):
             acc, acc_w = frames[:, :, n:], weight[n:]
 
     def _decode_window(self, latent: Tensor) -> Tensor:
-        return self.decoder(per_frame(self.post_quant_conv, latent.transpose(1, 2))).transpose(1, 2)
+        """Decode ``(B, C, t, h, w)`` to ``(B, 3, 8t, 8h, 8w)``.
+
+        One latent frame decodes to eight identical frames (replicate padding and nearest-neighbour
+        upsampling keep a constant sequence constant), so it is decoded once and repeated.
+        """
+        frames = self.decoder(per_frame(self.post_quant_conv, latent.transpose(1, 2))).transpose(1, 2)
+        if latent.shape[2] == 1:
+            frames = frames.expand(-1, -1, self.compression, -1, -1)
+        return frames
 
     def forward(
         self, video: Tensor, sample: bool = True, generator: torch.Generator | None = None

@@ -1,0 +1,356 @@
+"""The CPU recipe that trains the shipped model on the built-in world (paper §3.1 and §3.2, scaled down).
+
+Stages, as in the paper but sized for a 2-core CPU:
+
+1. **data**: ``num_clips`` training clips and ``num_images`` images from :class:`World` (held-out
+   compositions excluded), kept in memory as uint8;
+2. **TAE** (§3.1.1): a small TAE trained with L1 + KL + Outlier Penalty Loss, one image batch per three
+   video batches, on random crops;
+3. **cache** (§3.5): TAE latents of every clip and image, and the frozen MiniLM encoder's token states of
+   every distinct caption, computed once; latents are normalised by their mean and standard deviation,
+   stored in the TAE config as ``shift_factor`` / ``scaling_factor``;
+4. **backbone** (§3.1.2): flow matching on cached latents with logit-normal t, text dropout 0.1 for
+   classifier-free guidance and image:video batches 1:``video_batches_per_image``; the text projector is
+   trained with it; validation flow-matching loss on held-out clips (fixed noise and t) is logged (the
+   paper found it tracks human judgement);
+5. a :class:`MovieGenPipeline` folder is written.
+
+Losses go to TensorBoard (``DIR/logs``) and to ``DIR/training_log.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from moviegen import flow
+from moviegen.config import Config, require
+from moviegen.data.world import World, WorldConfig
+from moviegen.eval.plots import plot_loss_curves
+from moviegen.models.tae import TAE, TAEConfig
+from moviegen.models.text import TextConditioner, default_text_conditioner
+from moviegen.models.transformer import MovieGenTransformer, TransformerConfig
+from moviegen.pipeline import MovieGenPipeline
+from moviegen.train.tae import TAELoss, TAELossConfig, TAETrainer, mix_images_and_videos
+
+Progress = Callable[[str, int, int, dict], None]
+
+
+@dataclass(frozen=True)
+class WorldRecipe(Config):
+    """Sizes and schedules of the world recipe; ``default`` is the shipped model's, ``quick`` is for CI."""
+
+    world_size: int = 64
+    world_frames: int = 16
+    num_clips: int = 2500
+    num_images: int = 500
+    val_clips: int = 64
+    tae_channels: tuple[int, ...] = (16, 32, 64, 64)
+    tae_steps: int = 900
+    tae_batch: int = 1
+    tae_crop: int = 64
+    tae_lr: float = 2e-3
+    tae_opl_weight: float = 1e5
+    dim: int = 192
+    num_layers: int = 6
+    num_heads: int = 6
+    ffn_dim: int = 512
+    steps: int = 3000
+    batch_size: int = 64
+    lr: float = 6e-4
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    text_dropout: float = flow.TEXT_DROPOUT
+    video_batches_per_image: int = 4
+    val_every: int = 250
+    seed: int = 0
+
+    PRESETS: ClassVar[dict] = {
+        "default": {},
+        "quick": dict(num_clips=48, num_images=16, val_clips=8, tae_steps=24, tae_batch=1, tae_crop=32,
+                      dim=64, num_layers=2, num_heads=4, ffn_dim=128, steps=60, batch_size=16, lr=2e-3,
+                      warmup_steps=5, val_every=20),
+    }  # fmt: skip
+
+    def validate(self) -> None:
+        name = "WorldRecipe"
+        for key in ("num_clips", "num_images", "val_clips", "tae_steps", "tae_batch", "steps", "batch_size",
+                    "val_every", "video_batches_per_image"):  # fmt: skip
+            require(getattr(self, key) >= 1, name, f"{key} must be >= 1")
+        require(self.tae_crop % 8 == 0 and self.tae_crop <= self.world_size, name, "bad tae_crop")
+        require(0 <= self.text_dropout < 1, name, "text_dropout must be in [0, 1)")
+
+
+# ------------------------------------------------------------------------------------------------ data
+
+
+@dataclass
+class Dataset:
+    videos: Tensor  # (N, 3, T, H, W) uint8
+    captions: list[str]
+    images: Tensor  # (M, 3, 1, H, W) uint8
+    image_captions: list[str]
+
+
+def make_dataset(world: World, split: str, clips: int, images: int) -> Dataset:
+    def u8(x: Tensor) -> Tensor:
+        return ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+    c = [world.clip(split, i) for i in range(clips)]
+    im = [world.image(split, i) for i in range(images)]
+    return Dataset(
+        torch.stack([u8(x.video) for x in c]),
+        [x.caption for x in c],
+        torch.stack([u8(x.video) for x in im]) if im else torch.zeros(0, 3, 1, 8, 8, dtype=torch.uint8),
+        [x.caption for x in im],
+    )
+
+
+def to_float(x: Tensor) -> Tensor:
+    return x.float() / 127.5 - 1.0
+
+
+# -------------------------------------------------------------------------------------------------- TAE
+
+
+def train_tae(
+    recipe: WorldRecipe,
+    data: Dataset,
+    log: Callable[[str, float, int], None],
+    progress: Progress | None = None,
+) -> TAE:
+    cfg = TAEConfig.preset("tiny", block_out_channels=recipe.tae_channels)
+    tae = TAE(cfg)
+    gen = torch.Generator().manual_seed(recipe.seed)
+    crop = recipe.tae_crop
+
+    def crops(source: Tensor, batch: int):
+        while True:
+            idx = torch.randint(len(source), (batch,), generator=gen)
+            y0, x0 = (int(v) for v in torch.randint(source.shape[-1] - crop + 1, (2,), generator=gen))
+            yield to_float(source[idx][..., y0 : y0 + crop, x0 : x0 + crop])
+
+    loss = TAELoss(TAELossConfig(opl_weight=recipe.tae_opl_weight))
+    trainer = TAETrainer(tae, loss, lr=recipe.tae_lr, grad_clip=10.0, generator=gen)
+    images = data.images if len(data.images) else data.videos[:, :, :1]
+    batches = mix_images_and_videos(crops(images, 4 * recipe.tae_batch), crops(data.videos, recipe.tae_batch))
+    for step, batch in zip(range(recipe.tae_steps), batches, strict=False):
+        lr = recipe.tae_lr * 0.5 * (1 + math.cos(math.pi * step / recipe.tae_steps))
+        for group in trainer.optimizer.param_groups:
+            group["lr"] = lr
+        terms = trainer.train_step(batch)
+        log("tae/l1", terms["l1"], step)
+        log("tae/opl", terms["opl"], step)
+        if progress:
+            progress("TAE", step + 1, recipe.tae_steps, terms)
+    return tae.eval()
+
+
+# ------------------------------------------------------------------------------------------------ cache
+
+
+@dataclass
+class LatentCache:
+    """Normalised latents and per-caption text states: all the backbone ever reads (paper §3.5)."""
+
+    videos: Tensor  # (N, C, t, h, w)
+    video_text: Tensor  # (N,) caption ids
+    images: Tensor  # (M, C, 1, h, w)
+    image_text: Tensor
+    text_states: Tensor  # (K, L, D) frozen encoder output, padded
+    text_masks: Tensor  # (K, L)
+
+
+@torch.inference_mode()
+def encode_latents(tae: TAE, videos: Tensor, batch: int = 16) -> Tensor:
+    return torch.cat([tae.encode(to_float(videos[i : i + batch])) for i in range(0, len(videos), batch)])
+
+
+@torch.inference_mode()
+def encode_captions(
+    text: TextConditioner, captions: list[str], batch: int = 64
+) -> tuple[Tensor, Tensor, dict]:
+    unique = sorted(set(captions))
+    ids = {c: i for i, c in enumerate(unique)}
+    states, masks = [], []
+    for i in range(0, len(unique), batch):
+        (hidden, mask), *_ = text.encode_raw(unique[i : i + batch])
+        states.append(hidden)
+        masks.append(mask)
+    length = max(s.shape[1] for s in states)
+    states = [torch.nn.functional.pad(s, (0, 0, 0, length - s.shape[1])) for s in states]
+    masks = [torch.nn.functional.pad(m, (0, length - m.shape[1])) for m in masks]
+    return torch.cat(states), torch.cat(masks), ids
+
+
+def build_cache(tae: TAE, text: TextConditioner, data: Dataset) -> tuple[LatentCache, TAE, dict]:
+    videos = encode_latents(tae, data.videos)
+    images = encode_latents(tae, data.images) if len(data.images) else videos[:0, :, :1]
+    everything = torch.cat([videos.flatten(), images.flatten()])
+    shift = float(everything.mean())
+    scale = float(1.0 / everything.std())
+    tae.config = replace(tae.config, shift_factor=shift, scaling_factor=scale)
+    states, masks, ids = encode_captions(text, data.captions + data.image_captions)
+    cache = LatentCache(
+        (videos - shift) * scale,
+        torch.tensor([ids[c] for c in data.captions]),
+        (images - shift) * scale,
+        torch.tensor([ids[c] for c in data.image_captions], dtype=torch.long),
+        states,
+        masks,
+    )
+    return cache, tae, ids
+
+
+# --------------------------------------------------------------------------------------------- backbone
+
+
+def text_batch(cache: LatentCache, ids: Tensor) -> tuple[Tensor, Tensor]:
+    masks = cache.text_masks[ids]
+    length = int(masks.sum(1).max())
+    return cache.text_states[ids, :length], masks[:, :length]
+
+
+def validation_loss(
+    model: MovieGenTransformer,
+    text: TextConditioner,
+    latents: Tensor,
+    text_states: Tensor,
+    text_masks: Tensor,
+    seed: int = 1234,
+) -> float:
+    """Flow-matching loss on held-out clips with fixed noise and timesteps (paper §3.6.2)."""
+    gen = torch.Generator().manual_seed(seed)
+    t = flow.sample_timesteps(len(latents), generator=gen)
+    noise = torch.randn(latents.shape, generator=gen)
+    model.eval()
+    text.eval()
+    with torch.no_grad():
+        tokens, mask = text.project([(text_states, text_masks)])
+        loss = flow.flow_matching_loss(model, latents, tokens, mask, t=t, noise=noise)
+    return float(loss)
+
+
+def train_backbone(
+    recipe: WorldRecipe,
+    cache: LatentCache,
+    text: TextConditioner,
+    val: tuple[Tensor, Tensor, Tensor],
+    log: Callable[[str, float, int], None],
+    progress: Progress | None = None,
+) -> MovieGenTransformer:
+    c, t, h, w = cache.videos.shape[1:]
+    cfg = TransformerConfig.preset(
+        "tiny",
+        dim=recipe.dim,
+        num_layers=recipe.num_layers,
+        num_heads=recipe.num_heads,
+        ffn_dim=recipe.ffn_dim,
+        in_channels=c,
+        out_channels=c,
+        max_latent_frames=max(t, 1),
+        max_height_patches=h // 2,
+        max_width_patches=w // 2,
+    )
+    model = MovieGenTransformer(cfg)
+    params = list(model.parameters()) + list(text.parameters())
+    opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay, betas=(0.9, 0.99))
+    gen = torch.Generator().manual_seed(recipe.seed + 1)
+    val_latents, val_states, val_masks = val
+    for step in range(recipe.steps):
+        lr = recipe.lr * min(1.0, (step + 1) / recipe.warmup_steps)
+        lr *= 0.5 * (1 + math.cos(math.pi * step / recipe.steps)) * 0.9 + 0.1
+        for group in opt.param_groups:
+            group["lr"] = lr
+        use_images = len(cache.images) > 0 and step % (recipe.video_batches_per_image + 1) == 0
+        source, source_text = (
+            (cache.images, cache.image_text) if use_images else (cache.videos, cache.video_text)
+        )
+        idx = torch.randint(len(source), (recipe.batch_size,), generator=gen)
+        states, masks = text_batch(cache, source_text[idx])
+        model.train()
+        text.train()
+        tokens, mask = text.project([(states, masks)])
+        mask = flow.drop_text(mask, recipe.text_dropout, generator=gen)
+        loss = flow.flow_matching_loss(model, source[idx], tokens, mask, generator=gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad = float(torch.nn.utils.clip_grad_norm_(params, 1.0))
+        opt.step()
+        log("train/loss_images" if use_images else "train/loss", loss.item(), step)
+        log("train/lr", lr, step)
+        terms = {"loss": loss.item(), "grad_norm": grad}
+        if (step + 1) % recipe.val_every == 0 or step + 1 == recipe.steps:
+            terms["val"] = validation_loss(model, text, val_latents, val_states, val_masks)
+            log("val/loss", terms["val"], step)
+        if progress:
+            progress("backbone", step + 1, recipe.steps, terms)
+    return model.eval()
+
+
+# ------------------------------------------------------------------------------------------------ recipe
+
+
+class Logger:
+    """TensorBoard scalars plus a JSON copy (used for the loss-curve PNG)."""
+
+    def __init__(self, folder: Path):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(str(folder))
+        self.history: dict[str, list[tuple[int, float]]] = {}
+
+    def __call__(self, tag: str, value: float, step: int) -> None:
+        self.writer.add_scalar(tag, value, step)
+        self.history.setdefault(tag, []).append((step, value))
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def train_world(recipe: WorldRecipe, out: str | Path, progress: Progress | None = None) -> MovieGenPipeline:
+    """Run the whole recipe and write a MovieGenPipeline folder at ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(recipe.seed)
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    world = World(WorldConfig(size=recipe.world_size, frames=recipe.world_frames), seed=recipe.seed)
+    data = make_dataset(world, "train", recipe.num_clips, recipe.num_images)
+    val_data = make_dataset(world, "val", recipe.val_clips, 0)
+    timings["data_s"] = time.perf_counter() - start
+    logger = Logger(out / "logs")
+    try:
+        t0 = time.perf_counter()
+        tae = train_tae(recipe, data, logger, progress)
+        timings["tae_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        text = default_text_conditioner(recipe.dim)
+        cache, tae, _ = build_cache(tae, text, data)
+        val_latents = (
+            encode_latents(tae, val_data.videos) - tae.config.shift_factor
+        ) * tae.config.scaling_factor
+        val_states, val_masks, val_ids = encode_captions(text, val_data.captions)
+        order = torch.tensor([val_ids[c] for c in val_data.captions])
+        timings["cache_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        val = (val_latents, val_states[order], val_masks[order])
+        model = train_backbone(recipe, cache, text, val, logger, progress)
+        timings["backbone_s"] = time.perf_counter() - t0
+    finally:
+        logger.close()
+    pipe = MovieGenPipeline(text, model, tae)
+    pipe.save_pretrained(out / "pipeline")
+    timings["total_s"] = time.perf_counter() - start
+    record = {"recipe": recipe.to_dict(), "timings": timings, "history": logger.history}
+    (out / "training_log.json").write_text(json.dumps(record))
+    plot_loss_curves(logger.history, out / "loss_curves.png", title="world recipe")
+    return pipe

@@ -1,0 +1,43 @@
+"""The world recipe end to end in its --quick form: losses fall, the pipeline loads and generates."""
+
+import json
+
+import pytest
+
+from helpers import run_cli
+from moviegen.pipeline import MovieGenPipeline
+from moviegen.train.world import WorldRecipe
+from moviegen.video import read_video
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("world")
+    return out
+
+
+def test_quick_recipe_end_to_end(trained, capsys):
+    code, out, err = run_cli(capsys, "train", "world", "--out", trained, "--quick")
+    assert code == 0, err
+    log = json.loads((trained / "training_log.json").read_text())
+    losses = [v for _, v in log["history"]["train/loss"]]
+    first, last = sum(losses[:8]) / 8, sum(losses[-8:]) / 8
+    assert last < 0.8 * first, (first, last)
+    assert log["history"]["val/loss"] and log["history"]["tae/l1"][-1][1] < log["history"]["tae/l1"][0][1]
+    assert list((trained / "logs").glob("events.out.tfevents.*"))
+    assert (trained / "loss_curves.png").stat().st_size > 1000
+    pipe = MovieGenPipeline.from_pretrained(trained / "pipeline")
+    assert pipe.tae.config.scaling_factor != 1.0
+    code, _, err = run_cli(capsys, "generate", "a red circle moving up", "--out", trained / "x.mp4",
+                           "--model", trained / "pipeline", "--steps", "4")  # fmt: skip
+    assert code == 0, err
+    assert read_video(trained / "x.mp4")[0].shape == (3, 16, 64, 64)
+
+
+def test_recipe_config_is_validated(tmp_path, capsys):
+    (tmp_path / "bad.json").write_text(json.dumps({"stepz": 3}))
+    code, _, err = run_cli(
+        capsys, "train", "world", "--out", tmp_path / "o", "--config", tmp_path / "bad.json"
+    )
+    assert code == 1 and "unknown config key" in err
+    assert WorldRecipe.preset("quick").steps < WorldRecipe.preset("default").steps
