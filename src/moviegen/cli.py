@@ -229,13 +229,15 @@ def load_pipeline(model: str | None):
     """A MovieGenPipeline from a folder, or ``tiny-random`` (random weights, offline MiniLM text)."""
     import transformers
 
-    from moviegen.pipeline import MovieGenPipeline
+    from moviegen.pipeline import DEFAULT_MODEL, MovieGenPipeline
 
     transformers.utils.logging.disable_progress_bar()
+    if model is None and (DEFAULT_MODEL / "model_index.json").is_file():
+        return MovieGenPipeline.from_pretrained(DEFAULT_MODEL)
     if model is None or (model in RANDOM_PIPELINES and not Path(model).exists()):
         name = model or "tiny-random"
         if model is None:
-            console.print(f"[yellow]note:[/] no --model given: using '{name}' (untrained weights)")
+            console.print(f"[yellow]note:[/] no shipped model found: using '{name}' (untrained weights)")
         return MovieGenPipeline.from_presets(transformer=RANDOM_PIPELINES[name], tae="tiny")
     return MovieGenPipeline.from_pretrained(model)
 

@@ -34,6 +34,7 @@ from moviegen.pretrained import atomic_dir
 from moviegen.video import write_video
 
 INDEX_NAME = "model_index.json"
+DEFAULT_MODEL = Path(__file__).parent / "weights" / "world"  # shipped by the world recipe
 COMPONENTS = {"text": TextConditioner, "transformer": MovieGenTransformer, "tae": TAE}
 SCHEDULES = ("linear-quadratic", "linear")
 SPATIAL_MULTIPLE = 16  # TAE 8× times the 2×2 patch
@@ -114,10 +115,12 @@ class MovieGenPipeline:
         backbone = MovieGenTransformer(TransformerConfig.preset(transformer))
         return cls(default_text_conditioner(backbone.config.dim), backbone, TAE(TAEConfig.preset(tae)))
 
-    def save_pretrained(self, path: str | Path) -> Path:
+    def save_pretrained(self, path: str | Path, dtype: torch.dtype | None = None) -> Path:
+        """Write the three component folders and the index; ``dtype`` shrinks backbone and TAE weights."""
         with atomic_dir(path) as tmp:
-            for name in COMPONENTS:
-                getattr(self, name).save_pretrained(tmp / name)
+            self.text.save_pretrained(tmp / "text")
+            self.transformer.save_pretrained(tmp / "transformer", dtype=dtype)
+            self.tae.save_pretrained(tmp / "tae", dtype=dtype)
             index = {"_class_name": type(self).__name__, "moviegen_version": __version__}
             index |= {name: cls.__name__ for name, cls in COMPONENTS.items()}
             (tmp / INDEX_NAME).write_text(json.dumps(index, indent=2) + "\n")

@@ -62,10 +62,18 @@ def load_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
         raise MovieGenError(f"cannot read weights {path}: {e}") from None
 
 
-def save_module(module: torch.nn.Module, config: Config, folder: Path) -> None:
-    """Write ``config.json`` and ``model.safetensors`` into an existing folder."""
+def save_module(
+    module: torch.nn.Module, config: Config, folder: Path, dtype: torch.dtype | None = None
+) -> None:
+    """Write ``config.json`` and ``model.safetensors`` into an existing folder.
+
+    ``dtype`` (e.g. ``torch.float16``) stores floating-point weights smaller; loading casts them back to
+    the model's dtype.
+    """
     (folder / CONFIG_NAME).write_text(config.to_json() + "\n")
     state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     save_file(state, str(folder / WEIGHTS_NAME), metadata={"format": "pt"})
 
 
@@ -75,9 +83,9 @@ class PretrainedMixin:
     config_class: ClassVar[type[Config]]
     config: Config
 
-    def save_pretrained(self, path: str | Path) -> Path:
+    def save_pretrained(self, path: str | Path, dtype: torch.dtype | None = None) -> Path:
         with atomic_dir(path) as tmp:
-            save_module(self, self.config, tmp)  # type: ignore[arg-type]
+            save_module(self, self.config, tmp, dtype)  # type: ignore[arg-type]
         return Path(path)
 
     @classmethod
