@@ -227,11 +227,8 @@ RANDOM_PIPELINES = {"tiny-random": "tiny"}
 
 def load_pipeline(model: str | None):
     """A MovieGenPipeline from a folder, or ``tiny-random`` (random weights, offline MiniLM text)."""
-    import transformers
-
     from moviegen.pipeline import DEFAULT_MODEL, MovieGenPipeline
 
-    transformers.utils.logging.disable_progress_bar()
     if model is None and (DEFAULT_MODEL / "model_index.json").is_file():
         return MovieGenPipeline.from_pretrained(DEFAULT_MODEL)
     if model is None or (model in RANDOM_PIPELINES and not Path(model).exists()):

@@ -314,3 +314,20 @@ def test_compose_and_parse_prompt() -> None:
     with pytest.raises(MovieGenError):
         parse_prompt_prefix("   ")
     assert parse_prompt_prefix("FPS-16. ") == (None, None, "FPS-16.")  # no text after it: not a prefix
+
+
+def test_native_minilm_matches_transformers_bert():
+    from transformers import AutoModel, AutoTokenizer
+
+    from moviegen.models.text import MiniLMTextEncoder, packaged_minilm_path
+
+    prompts = ["FPS-16. a red circle moving up", "Camera: pan left. a cat on a sofa", "hi"]
+    hidden, mask = MiniLMTextEncoder().encode(prompts)
+    folder = packaged_minilm_path()
+    batch = AutoTokenizer.from_pretrained(folder)(
+        prompts, padding="longest", truncation=True, max_length=256, return_tensors="pt"
+    )
+    with torch.no_grad():
+        ref = AutoModel.from_pretrained(folder).eval()(**batch).last_hidden_state
+    assert torch.equal(mask, batch["attention_mask"].bool())
+    assert torch.allclose(hidden, ref.masked_fill(~mask[..., None], 0.0), atol=1e-5)

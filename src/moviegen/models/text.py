@@ -25,6 +25,7 @@ from __future__ import annotations
 import importlib.resources
 import numbers
 import re
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -269,11 +270,13 @@ def packaged_minilm_path() -> Path:
     return Path(str(root)) / "model"
 
 
-class MiniLMTextEncoder(_TransformersTextEncoder):
+class MiniLMTextEncoder:
     """The offline default encoder: all-MiniLM-L6-v2 (BERT, 384 wide), token-level hidden states.
 
     Not part of the paper [choice]: it is small, ships as a pip package, and lets every pipeline run
-    without downloading UL2/MetaCLIP/ByT5. ``path=None`` uses the packaged folder.
+    without downloading UL2/MetaCLIP/ByT5. ``path=None`` uses the packaged folder. It runs on the
+    plain-PyTorch BERT of :mod:`moviegen.models.bert` (same outputs as transformers' ``BertModel``, without
+    its import cost).
     """
 
     name = "minilm"
@@ -282,18 +285,53 @@ class MiniLMTextEncoder(_TransformersTextEncoder):
     def __init__(
         self, path: str | Path | None = None, max_length: int | None = None, dtype: torch.dtype | None = None
     ):
+        from moviegen.models.bert import BertEncoder, WordPieceTokenizer
+
         self.packaged = path is None
-        super().__init__(packaged_minilm_path() if path is None else path, max_length, dtype)
+        self.path = packaged_minilm_path() if path is None else Path(path)
+        self.max_length = self.default_max_length if max_length is None else max_length
+        if isinstance(self.max_length, bool) or not isinstance(self.max_length, int) or self.max_length < 1:
+            raise MovieGenError(f"{self.name} text encoder: max_length must be a positive integer")
+        if not self.path.is_dir():
+            raise MovieGenError(f"{self.name} text encoder folder not found: {self.path}")
+        try:
+            self.model = BertEncoder.from_folder(self.path)
+            self.tokenizer = WordPieceTokenizer(self.path, self.max_length)
+        except MovieGenError:
+            raise
+        except Exception as e:  # json, tokenizers and safetensors errors on a broken folder
+            raise MovieGenError(
+                f"cannot load {self.name} text encoder from {self.path}: {_first_line(e)}"
+            ) from None
         if self.max_length > self.model.config.max_position_embeddings:
             raise MovieGenError(
                 f"minilm text encoder: max_length {self.max_length} exceeds the model's "
                 f"{self.model.config.max_position_embeddings} positions"
             )
+        if dtype is not None:
+            self.model.to(dtype)
+        self.model.eval().requires_grad_(False)
+        self.dim = self.model.config.hidden_size
 
-    def _load(self, path: Path) -> tuple[Any, nn.Module]:
-        from transformers import AutoModel, AutoTokenizer
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
 
-        return AutoTokenizer.from_pretrained(str(path)), AutoModel.from_pretrained(str(path))
+    def to(self, *args: Any, **kwargs: Any) -> MiniLMTextEncoder:
+        self.model.to(*args, **kwargs)
+        return self
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        """Copy the model folder (config, weights, tokenizer)."""
+        shutil.copytree(self.path, folder, dirs_exist_ok=True)
+
+    def encode(self, prompts: list[str]) -> tuple[Tensor, Tensor]:
+        _check_prompts(prompts, self.name)
+        ids, attention = self.tokenizer(list(prompts))
+        with torch.no_grad():
+            hidden = self.model(ids.to(self.device), attention.to(self.device))
+        mask = attention.bool().to(hidden.device)
+        return hidden.float().masked_fill(~mask[..., None], 0.0), mask
 
 
 ENCODER_KINDS = ("minilm", "t5", "byt5", "clip")
@@ -436,7 +474,7 @@ class TextConditioner(nn.Module):
             for i, encoder in enumerate(self.encoders):
                 if isinstance(encoder, MiniLMTextEncoder) and encoder.packaged:
                     continue
-                if not isinstance(encoder, _TransformersTextEncoder):
+                if not isinstance(encoder, (_TransformersTextEncoder, MiniLMTextEncoder)):
                     raise MovieGenError(f"TextConditioner: cannot save custom text encoder {encoder.name!r}")
                 encoder.save_pretrained(_encoder_folder(tmp, i, encoder.name))
         return Path(path)
