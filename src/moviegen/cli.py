@@ -318,13 +318,15 @@ def info(
         typer.echo(f"  {key}: {value}")
 
 
-def _register_plan() -> None:
+def _register_commands() -> None:
+    from moviegen.data.cache import cache_cli
     from moviegen.train.planner import plan_cli
 
     app.command("plan", help="Rank parallelism plans (FSDP/TP/SP/CP) with an analytic cost model.")(plan_cli)
+    app.command("cache", help="Precompute TAE latents and text embeddings into a sharded cache.")(cache_cli)
 
 
-_register_plan()
+_register_commands()
 
 
 def main() -> None:
