@@ -153,6 +153,9 @@ def train_world_command(
     config: Annotated[Path | None, typer.Option(help="JSON file of WorldRecipe overrides.")] = None,
     steps: Annotated[int | None, typer.Option(help="Override the backbone steps.")] = None,
     seed: Annotated[int | None, typer.Option(help="Override the seed.")] = None,
+    tae: Annotated[
+        Path | None, typer.Option(help="Reuse a trained TAE folder (e.g. an earlier OUT/tae).")
+    ] = None,
 ) -> None:
     """Train the TAE and the text-to-video backbone on the built-in world; write a pipeline."""
     import json
@@ -180,7 +183,7 @@ def train_world_command(
             status = " ".join(f"{k} {v:.4f}" for k, v in terms.items() if k in ("l1", "loss", "val"))
             bar.update(tasks[stage], completed=step, status=status)
 
-        train_world(recipe, out, progress=report)
+        train_world(recipe, out, progress=report, tae_from=tae)
     typer.echo(f"wrote {out / 'pipeline'}")
 
 

@@ -32,6 +32,11 @@ def test_quick_recipe_end_to_end(trained, capsys):
                            "--model", trained / "pipeline", "--steps", "4")  # fmt: skip
     assert code == 0, err
     assert read_video(trained / "x.mp4")[0].shape == (3, 16, 64, 64)
+    # the TAE stage's output is kept and can be reused to skip TAE training
+    code, _, err = run_cli(capsys, "train", "world", "--out", trained / "again", "--quick", "--steps", "3",
+                           "--tae", trained / "tae")  # fmt: skip
+    assert code == 0, err
+    assert "tae/l1" not in json.loads((trained / "again" / "training_log.json").read_text())["history"]
 
 
 def test_recipe_config_is_validated(tmp_path, capsys):

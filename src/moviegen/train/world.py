@@ -318,8 +318,14 @@ class Logger:
         self.writer.close()
 
 
-def train_world(recipe: WorldRecipe, out: str | Path, progress: Progress | None = None) -> MovieGenPipeline:
-    """Run the whole recipe and write a MovieGenPipeline folder at ``out``."""
+def train_world(
+    recipe: WorldRecipe, out: str | Path, progress: Progress | None = None, tae_from: str | Path | None = None
+) -> MovieGenPipeline:
+    """Run the whole recipe and write a MovieGenPipeline folder at ``out/pipeline``.
+
+    The trained TAE is saved at ``out/tae`` as soon as its stage ends; ``tae_from`` reuses such a folder
+    (from an earlier run) and skips TAE training.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(recipe.seed)
@@ -332,7 +338,11 @@ def train_world(recipe: WorldRecipe, out: str | Path, progress: Progress | None 
     logger = Logger(out / "logs")
     try:
         t0 = time.perf_counter()
-        tae = train_tae(recipe, data, logger, progress)
+        if tae_from is None:
+            tae = train_tae(recipe, data, logger, progress)
+            tae.save_pretrained(out / "tae")
+        else:
+            tae = TAE.from_pretrained(tae_from).eval()
         timings["tae_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         text = default_text_conditioner(recipe.dim)
