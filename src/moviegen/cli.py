@@ -321,18 +321,27 @@ def info(
         typer.echo(f"  {key}: {value}")
 
 
+DISTRIBUTED_COMMANDS = ("plan", "cache", "train", "average")
+
+
 def _register_commands() -> None:
+    """Commands whose modules import torch.distributed (≈1 s): registered only when they may run."""
     from moviegen.data.cache import cache_cli
+    from moviegen.train.loop import average_cli, train_run_cli
     from moviegen.train.planner import plan_cli
 
     app.command("plan", help="Rank parallelism plans (FSDP/TP/SP/CP) with an analytic cost model.")(plan_cli)
     app.command("cache", help="Precompute TAE latents and text embeddings into a sharded cache.")(cache_cli)
-
-
-_register_commands()
+    train_app.command("run", help="Train the backbone on a latent cache (single process or torchrun).")(
+        train_run_cli
+    )
+    app.command("average", help="Average the weights of several exported models (model soup).")(average_cli)
 
 
 def main() -> None:
+    first = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+    if first is None or first in DISTRIBUTED_COMMANDS:
+        _register_commands()
     try:
         app()
     except MovieGenError as e:
