@@ -29,7 +29,8 @@ def plot_loss_curves(history: dict[str, list[tuple[int, float]]], path: str | Pa
         ax.set_title(name)
         ax.set_xlabel("step")
         ax.set_yscale("log")
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
