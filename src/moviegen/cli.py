@@ -321,11 +321,13 @@ def info(
         typer.echo(f"  {key}: {value}")
 
 
-DISTRIBUTED_COMMANDS = ("plan", "cache", "train", "average")
+HEAVY_COMMANDS = ("plan", "cache", "train", "average", "curate")
 
 
 def _register_commands() -> None:
-    """Commands whose modules import torch.distributed (≈1 s): registered only when they may run."""
+    """Commands whose modules import torch.distributed, OpenCV or Ray (≈1–2 s): registered only when they may
+    run, so ``moviegen generate`` starts fast."""
+    from moviegen.curate.runner import curate_cli
     from moviegen.data.cache import cache_cli
     from moviegen.train.loop import average_cli, train_run_cli
     from moviegen.train.planner import plan_cli
@@ -336,11 +338,12 @@ def _register_commands() -> None:
         train_run_cli
     )
     app.command("average", help="Average the weights of several exported models (model soup).")(average_cli)
+    app.command("curate", help="Curate raw videos into a captioned, bucketed clip manifest.")(curate_cli)
 
 
 def main() -> None:
     first = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
-    if first is None or first in DISTRIBUTED_COMMANDS:
+    if first is None or first in HEAVY_COMMANDS:
         _register_commands()
     try:
         app()

@@ -1,0 +1,3 @@
+from moviegen.curate.runner import main
+
+main()
