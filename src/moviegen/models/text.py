@@ -72,7 +72,21 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-class _TransformersTextEncoder:
+class _FrozenModelEncoder:
+    """``device`` and ``to`` for text encoders that hold one frozen ``self.model``."""
+
+    model: nn.Module
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def to(self, *args: Any, **kwargs: Any) -> Any:
+        self.model.to(*args, **kwargs)
+        return self
+
+
+class _TransformersTextEncoder(_FrozenModelEncoder):
     """Shared machinery: load a tokenizer + encoder from a local folder, freeze it, encode batches.
 
     Tokenisation pads to the longest prompt of the batch and truncates at ``max_length``; the mask is
@@ -108,14 +122,6 @@ class _TransformersTextEncoder:
 
     def _hidden_size(self) -> int:
         return self.model.config.hidden_size
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    def to(self, *args: Any, **kwargs: Any) -> _TransformersTextEncoder:
-        self.model.to(*args, **kwargs)
-        return self
 
     def save_pretrained(self, folder: str | Path) -> None:
         """Write a self-contained transformers folder (model + tokenizer)."""
@@ -270,7 +276,7 @@ def packaged_minilm_path() -> Path:
     return Path(str(root)) / "model"
 
 
-class MiniLMTextEncoder:
+class MiniLMTextEncoder(_FrozenModelEncoder):
     """The offline default encoder: all-MiniLM-L6-v2 (BERT, 384 wide), token-level hidden states.
 
     Not part of the paper [choice]: it is small, ships as a pip package, and lets every pipeline run
@@ -312,14 +318,6 @@ class MiniLMTextEncoder:
             self.model.to(dtype)
         self.model.eval().requires_grad_(False)
         self.dim = self.model.config.hidden_size
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    def to(self, *args: Any, **kwargs: Any) -> MiniLMTextEncoder:
-        self.model.to(*args, **kwargs)
-        return self
 
     def save_pretrained(self, folder: str | Path) -> None:
         """Copy the model folder (config, weights, tokenizer)."""
