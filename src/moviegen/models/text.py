@@ -72,21 +72,7 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-class _FrozenModelEncoder:
-    """``device`` and ``to`` for text encoders that hold one frozen ``self.model``."""
-
-    model: nn.Module
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    def to(self, *args: Any, **kwargs: Any) -> Any:
-        self.model.to(*args, **kwargs)
-        return self
-
-
-class _TransformersTextEncoder(_FrozenModelEncoder):
+class _TransformersTextEncoder:
     """Shared machinery: load a tokenizer + encoder from a local folder, freeze it, encode batches.
 
     Tokenisation pads to the longest prompt of the batch and truncates at ``max_length``; the mask is
@@ -123,6 +109,14 @@ class _TransformersTextEncoder(_FrozenModelEncoder):
     def _hidden_size(self) -> int:
         return self.model.config.hidden_size
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def to(self, *args: Any, **kwargs: Any) -> _TransformersTextEncoder:
+        self.model.to(*args, **kwargs)
+        return self
+
     def save_pretrained(self, folder: str | Path) -> None:
         """Write a self-contained transformers folder (model + tokenizer)."""
         self.model.save_pretrained(str(folder))
@@ -132,12 +126,15 @@ class _TransformersTextEncoder(_FrozenModelEncoder):
         _check_prompts(prompts, self.name)
         return self._encode_texts(list(prompts))
 
-    def _encode_texts(self, texts: list[str]) -> tuple[Tensor, Tensor]:
+    def _tokenize(self, texts: list[str]) -> tuple[Tensor, Tensor]:
+        """Token ids and attention mask, padded to the longest text, truncated at ``max_length``."""
         batch = self.tokenizer(
             texts, padding="longest", truncation=True, max_length=self.max_length, return_tensors="pt"
         )
-        ids = batch["input_ids"].to(self.device)
-        attention = batch["attention_mask"].to(self.device)
+        return batch["input_ids"], batch["attention_mask"]
+
+    def _encode_texts(self, texts: list[str]) -> tuple[Tensor, Tensor]:
+        ids, attention = (x.to(self.device) for x in self._tokenize(texts))
         with torch.no_grad():
             hidden = self._forward(ids, attention)
         mask = attention.bool()
@@ -276,7 +273,7 @@ def packaged_minilm_path() -> Path:
     return Path(str(root)) / "model"
 
 
-class MiniLMTextEncoder(_FrozenModelEncoder):
+class MiniLMTextEncoder(_TransformersTextEncoder):
     """The offline default encoder: all-MiniLM-L6-v2 (BERT, 384 wide), token-level hidden states.
 
     Not part of the paper [choice]: it is small, ships as a pip package, and lets every pipeline run
@@ -291,45 +288,28 @@ class MiniLMTextEncoder(_FrozenModelEncoder):
     def __init__(
         self, path: str | Path | None = None, max_length: int | None = None, dtype: torch.dtype | None = None
     ):
-        from moviegen.models.bert import BertEncoder, WordPieceTokenizer
-
         self.packaged = path is None
-        self.path = packaged_minilm_path() if path is None else Path(path)
-        self.max_length = self.default_max_length if max_length is None else max_length
-        if isinstance(self.max_length, bool) or not isinstance(self.max_length, int) or self.max_length < 1:
-            raise MovieGenError(f"{self.name} text encoder: max_length must be a positive integer")
-        if not self.path.is_dir():
-            raise MovieGenError(f"{self.name} text encoder folder not found: {self.path}")
-        try:
-            self.model = BertEncoder.from_folder(self.path)
-            self.tokenizer = WordPieceTokenizer(self.path, self.max_length)
-        except MovieGenError:
-            raise
-        except Exception as e:  # json, tokenizers and safetensors errors on a broken folder
-            raise MovieGenError(
-                f"cannot load {self.name} text encoder from {self.path}: {_first_line(e)}"
-            ) from None
+        super().__init__(packaged_minilm_path() if path is None else path, max_length, dtype)
         if self.max_length > self.model.config.max_position_embeddings:
             raise MovieGenError(
                 f"minilm text encoder: max_length {self.max_length} exceeds the model's "
                 f"{self.model.config.max_position_embeddings} positions"
             )
-        if dtype is not None:
-            self.model.to(dtype)
-        self.model.eval().requires_grad_(False)
-        self.dim = self.model.config.hidden_size
+
+    def _load(self, path: Path) -> tuple[Any, nn.Module]:
+        from moviegen.models.bert import BertEncoder, WordPieceTokenizer
+
+        return WordPieceTokenizer(path, self.max_length), BertEncoder.from_folder(path)
+
+    def _tokenize(self, texts: list[str]) -> tuple[Tensor, Tensor]:
+        return self.tokenizer(texts)
+
+    def _forward(self, ids: Tensor, attention: Tensor) -> Tensor:
+        return self.model(ids, attention)
 
     def save_pretrained(self, folder: str | Path) -> None:
         """Copy the model folder (config, weights, tokenizer)."""
         shutil.copytree(self.path, folder, dirs_exist_ok=True)
-
-    def encode(self, prompts: list[str]) -> tuple[Tensor, Tensor]:
-        _check_prompts(prompts, self.name)
-        ids, attention = self.tokenizer(list(prompts))
-        with torch.no_grad():
-            hidden = self.model(ids.to(self.device), attention.to(self.device))
-        mask = attention.bool().to(hidden.device)
-        return hidden.float().masked_fill(~mask[..., None], 0.0), mask
 
 
 ENCODER_KINDS = ("minilm", "t5", "byt5", "clip")
@@ -472,7 +452,7 @@ class TextConditioner(nn.Module):
             for i, encoder in enumerate(self.encoders):
                 if isinstance(encoder, MiniLMTextEncoder) and encoder.packaged:
                     continue
-                if not isinstance(encoder, (_TransformersTextEncoder, MiniLMTextEncoder)):
+                if not isinstance(encoder, _TransformersTextEncoder):
                     raise MovieGenError(f"TextConditioner: cannot save custom text encoder {encoder.name!r}")
                 encoder.save_pretrained(_encoder_folder(tmp, i, encoder.name))
         return Path(path)
