@@ -299,7 +299,10 @@ def metrics(
     out: Annotated[
         Path | None, typer.Option(help="Where to write the report (default FOLDER/metrics).")
     ] = None,
-    model: Annotated[str | None, typer.Option(help="Also report this pipeline's validation loss.")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="Also report this pipeline's validation loss ('default': the shipped one)."),
+    ] = None,
     val: Annotated[
         str, typer.Option(help="Held-out set for --model: 'world' or a folder of MP4 + .txt.")
     ] = "world",
@@ -316,7 +319,8 @@ def metrics(
         )
     if model is not None:
         videos, captions = m.held_out_world(val_clips) if val == "world" else m.held_out_folder(val)
-        report.validation_loss = m.validation_loss(load_pipeline(model), videos, captions)
+        pipe = load_pipeline(None if model == "default" else model)
+        report.validation_loss = m.validation_loss(pipe, videos, captions)
     for e in report.errors:
         console.print(f"[red]failed:[/] {e}", highlight=False, soft_wrap=True)
     written = m.write_report(report, out or folder / "metrics")
@@ -357,10 +361,27 @@ def generate(
     guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale.")] = 7.5,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     camera: Annotated[str | None, typer.Option(help="Camera-motion prefix, e.g. 'pan left'.")] = None,
+    rewrite: Annotated[
+        bool, typer.Option("--rewrite", help="Expand the prompt first (moviegen rewrite).")
+    ] = False,
+    rewriter: Annotated[
+        str, typer.Option(help="--rewrite backend: template | openai | transformers.")
+    ] = "template",
+    rewriter_url: Annotated[str | None, typer.Option(help="openai rewriter: server base URL.")] = None,
+    rewriter_model: Annotated[str | None, typer.Option(help="openai rewriter: model name.")] = None,
+    rewriter_path: Annotated[
+        Path | None, typer.Option(help="transformers rewriter: local LM folder.")
+    ] = None,
 ) -> None:
     """Generate a video from a text prompt and write it as an MP4."""
     from moviegen.pipeline import GenerationRequest
 
+    if rewrite:
+        from moviegen.rewrite import rewrite_for_generation, rewriter_from_options
+
+        backend = rewriter_from_options(rewriter, rewriter_url, rewriter_model, rewriter_path)
+        prompt, camera = rewrite_for_generation(prompt, camera, backend)
+        console.print(f"[cyan]rewritten prompt:[/] {prompt}", highlight=False, soft_wrap=True)
     GenerationRequest(prompt, frames, height, width, fps, steps, schedule, guidance, seed, camera).validate()
     pipe = load_pipeline(model)
     with progress() as bar:
@@ -422,7 +443,7 @@ def info(
         typer.echo(f"  {key}: {value}")
 
 
-HEAVY_COMMANDS = ("plan", "cache", "train", "average", "curate")
+HEAVY_COMMANDS = ("plan", "cache", "train", "average", "curate", "rewrite", "humaneval")
 
 
 def _register_commands() -> None:
@@ -430,6 +451,8 @@ def _register_commands() -> None:
     run, so ``moviegen generate`` starts fast."""
     from moviegen.curate.runner import curate_cli
     from moviegen.data.cache import cache_cli
+    from moviegen.eval.humaneval import humaneval_app
+    from moviegen.rewrite import rewrite_cli
     from moviegen.train.loop import average_cli, train_run_cli
     from moviegen.train.planner import plan_cli
 
@@ -440,6 +463,8 @@ def _register_commands() -> None:
     )
     app.command("average", help="Average the weights of several exported models (model soup).")(average_cli)
     app.command("curate", help="Curate raw videos into a captioned, bucketed clip manifest.")(curate_cli)
+    app.command("rewrite", help="Expand a short prompt into a detailed training-style caption.")(rewrite_cli)
+    app.add_typer(humaneval_app, name="humaneval")
 
 
 def main() -> None:

@@ -1,0 +1,133 @@
+"""End to end in a real headless Chromium: two raters vote every pair, then /results must equal report().
+
+Needs /usr/bin/chromium and /usr/bin/chromedriver (Selenium Manager is never used: no network). Skipped
+when they are missing unless MOVIEGEN_REQUIRE_BROWSER is set, in which case it fails.
+"""
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+from moviegen.eval.humaneval import VoteStore, create_app, report
+from moviegen.eval.winrate import AXES
+from moviegen.video import write_video
+
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+CHOICES = ("left", "right", "tie")
+
+
+def _require_browser():
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.is_file()]
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        missing.append("the selenium package")
+    if missing:
+        reason = f"headless browser test needs {', '.join(missing)}"
+        if os.environ.get("MOVIEGEN_REQUIRE_BROWSER"):
+            pytest.fail(f"{reason} (MOVIEGEN_REQUIRE_BROWSER is set)")
+        pytest.skip(reason)
+
+
+@pytest.fixture
+def server(tmp_path):
+    from werkzeug.serving import make_server
+
+    for level, folder in ((-0.6, "a"), (0.6, "b")):
+        for name in ("one", "two", "three"):
+            write_video(tmp_path / folder / f"{name}.mp4", torch.full((3, 4, 16, 16), level), fps=8)
+    app = create_app(tmp_path / "a", tmp_path / "b", tmp_path / "votes.sqlite", seed=1)
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_port}", tmp_path / "votes.sqlite"
+    httpd.shutdown()
+    thread.join(timeout=5)
+
+
+@pytest.fixture
+def browser(tmp_path):
+    _require_browser()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,1600",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ]:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(15)
+    yield driver
+    driver.quit()
+
+
+def test_two_raters_vote_everything_and_results_match_report(browser, server):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, db = server
+    wait = WebDriverWait(browser, 10)
+    clicked = {}
+    for r, rater in enumerate(["ada", "bob"]):
+        browser.get(f"{url}/logout")
+        wait.until(ec.presence_of_element_located((By.ID, "rater"))).send_keys(rater)
+        browser.find_element(By.ID, "login").click()
+        for i in range(3):
+            wait.until(ec.presence_of_element_located((By.ID, "submit")))
+            assert browser.find_element(By.ID, "progress").text == f"Item {i + 1} of 3"
+            item = browser.find_element(By.ID, "item").get_attribute("value")
+            if i == 0:
+                video = browser.find_element(By.ID, "left-video")
+                assert video.get_attribute("autoplay") is not None and video.get_attribute("loop") is not None
+                status = browser.execute_async_script(
+                    "fetch(arguments[0], {headers: {Range: 'bytes=0-3'}}).then(r => arguments[1](r.status));",
+                    video.get_attribute("src"),
+                )
+                assert status == 206  # the session cookie reaches the video route
+                wait.until(lambda d, v=video: d.execute_script("return arguments[0].videoWidth;", v) == 16)
+            choices = {axis: CHOICES[(r + i + j) % 3] for j, axis in enumerate(AXES)}
+            radios = browser.find_elements(
+                By.CSS_SELECTOR, ", ".join(f"#{a}-{c}" for a, c in choices.items())
+            )
+            clicks = ActionChains(browser, duration=0)
+            for radio in radios:  # one real mouse click per axis, sent in one batch
+                clicks.click(radio)
+            clicks.perform()
+            clicked.update({(rater, item, axis): c for axis, c in choices.items()})
+            submit = browser.find_element(By.ID, "submit")
+            submit.click()
+            wait.until(ec.staleness_of(submit))
+        assert "All 3 items rated" in wait.until(ec.presence_of_element_located((By.ID, "done"))).text
+
+    votes = VoteStore(db).votes()
+    assert len(votes) == len(clicked) == 2 * 3 * len(AXES)
+    assert {(v["rater"], v["item"], v["axis"]): v["choice"] for v in votes} == clicked
+
+    browser.get(f"{url}/results")
+    shown = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#results tr[id]'), r => [r.id.slice(4),"
+        " ...['n', 'net', 'sigma', 'significant'].map(c => r.querySelector('.' + c).textContent)]);"
+    )
+    expected = report(db)
+    assert len(expected) == len(AXES)
+    assert shown == [
+        [r.axis, str(r.n), f"{r.net_win_rate:+.1f}", f"{r.sigma:.1f}", "*" if r.significant else ""]
+        for r in expected
+    ]
