@@ -198,7 +198,7 @@ def eval_world_command(
     """Generate held-out compositions and camera motions; score them with the classical detector."""
     import json
 
-    from moviegen.eval.world import evaluate_world
+    from moviegen.eval.world import evaluate_world, tae_roundtrip_scores
 
     if seeds < 1:
         raise MovieGenError(f"--seeds must be >= 1, got {seeds}")
@@ -214,6 +214,7 @@ def eval_world_command(
         results = evaluate_world(
             generate, seeds, samplers, num_seen, progress=lambda i, n: bar.update(task, completed=i, total=n)
         )
+        results["tae-roundtrip"] = tae_roundtrip_scores(pipe.tae, seeds, num_seen)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=2) + "\n")

@@ -58,3 +58,34 @@ def test_benchmark_scores_ground_truth_renderings_as_perfect():
 def test_noise_is_not_mistaken_for_objects():
     det = detect_object(torch.zeros(3, 16, 64, 64) - 1)
     assert not det.found and det.color == "none"
+
+
+def test_tae_roundtrip_ceiling_is_perfect_for_an_identity_autoencoder():
+    from moviegen.eval.world import render_truth, tae_roundtrip_scores
+
+    class Identity:
+        def encode(self, video):
+            return video
+
+        def decode(self, latent, num_frames):
+            return latent[:, :, :num_frames]
+
+    scores = tae_roundtrip_scores(Identity(), seeds=1, num_seen=3, world=World(seed=2))
+    for key in ("held_out_color", "held_out_shape", "held_out_motion", "seen_motion", "camera"):
+        assert scores[key] == 100.0
+    prompt = eval_prompts(num_seen=0)[0]
+    assert torch.equal(render_truth(World(), prompt, 1), render_truth(World(), prompt, 1))
+    assert not torch.equal(render_truth(World(), prompt, 1), render_truth(World(), prompt, 2))
+
+
+def test_eval_world_cli_reports_samplers_and_the_tae_ceiling(tmp_path, capsys):
+    from tests.helpers import run_cli
+
+    out = tmp_path / "report.json"
+    args = ["--model", "tiny-random", "--seeds", "1", "--num-seen", "0", "--quick", "--out", out]
+    code, stdout, err = run_cli(capsys, "eval", "world", *args)
+    assert code == 0, err
+    report = json.loads(out.read_text())
+    assert set(report) == {"linear-quadratic-50", "tae-roundtrip"}
+    assert set(report["tae-roundtrip"]) >= {"held_out_color", "held_out_shape", "held_out_motion", "camera"}
+    assert "tae-roundtrip" in stdout.splitlines()[0]

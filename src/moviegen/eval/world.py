@@ -20,6 +20,7 @@ linear reference (paper §3.1.6 claims the former matches the latter).
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -28,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from moviegen.data.world import CAMERA_MOTIONS, COLORS, MOTIONS, PHOTOS, SHAPES, is_held_out
+from moviegen.data.world import CAMERA_MOTIONS, COLORS, MOTIONS, PHOTOS, SHAPES, World, is_held_out
 
 PALETTE = torch.tensor(list(COLORS.values()), dtype=torch.float32) / 255.0
 FILL_TRIANGLE_MAX = 0.66
@@ -176,7 +177,9 @@ def eval_prompts(num_seen: int = 20, seed: int = 0) -> list[EvalPrompt]:
     picked = [seen[i] for i in sorted(rng.choice(len(seen), size=min(num_seen, len(seen)), replace=False))]
     photos = list(PHOTOS)
     camera = [
-        EvalPrompt(PHOTOS[photos[i % len(photos)]][0], "camera", dict(camera=motion))
+        EvalPrompt(
+            PHOTOS[photos[i % len(photos)]][0], "camera", dict(camera=motion, photo=photos[i % len(photos)])
+        )
         for i, motion in enumerate(CAMERA_MOTIONS)
     ]
     return (
@@ -225,3 +228,34 @@ def evaluate_world(
                     progress(done, total)
         results[f"{schedule}-{steps}"] = score(items, videos)
     return results
+
+
+def render_truth(world: World, prompt: EvalPrompt, seed: int, fps: int = 16) -> Tensor:
+    """A ground-truth world clip for an evaluation prompt (deterministic in prompt and seed)."""
+    rng = np.random.default_rng([seed, zlib.crc32(prompt.prompt.encode())])
+    t = prompt.truth
+    if prompt.kind == "camera":
+        return world.camera_clip(t["photo"], t["camera"], fps, rng=rng).video
+    return world.object_clip(t["color"], t["shape"], t["motion"], fps, rng=rng).video
+
+
+def tae_roundtrip_scores(
+    tae,
+    seeds: int = 2,
+    num_seen: int = 20,
+    world: World | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, float]:
+    """The TAE's ceiling: the benchmark scored on TAE round trips of ground-truth renderings of its prompts.
+
+    A generator can only be as accurate as what its autoencoder reproduces; this row separates TAE
+    errors from backbone errors.
+    """
+    world = world or World()
+
+    @torch.inference_mode()
+    def generate(p: EvalPrompt, seed: int, schedule: str, steps: int) -> Tensor:
+        video = render_truth(world, p, seed)
+        return tae.decode(tae.encode(video[None]), num_frames=video.shape[1])[0].clamp(-1, 1)
+
+    return evaluate_world(generate, seeds, [("tae-roundtrip", 0)], num_seen, progress)["tae-roundtrip-0"]
