@@ -179,6 +179,18 @@ def test_loss_terms_and_optional_adversarial_step():
     assert any(not torch.equal(a, b) for a, b in zip(before, disc.parameters(), strict=True))
 
 
+def test_optional_mse_term_adds_its_weighted_value():
+    video = torch.zeros(1, 3, 2, 4, 4)
+    recon = torch.full_like(video, 0.5)
+    latent, kl = torch.zeros(1, 16, 1, 1, 1), torch.tensor(0.0)
+    plain, terms = TAELoss(TAELossConfig(opl_weight=0))(video, recon, latent, kl)
+    assert "mse" not in terms and float(plain) == pytest.approx(0.5)
+    with_l2, terms = TAELoss(TAELossConfig(opl_weight=0, l2_weight=4.0))(video, recon, latent, kl)
+    assert terms["mse"] == pytest.approx(0.25) and float(with_l2) == pytest.approx(0.5 + 4.0 * 0.25)
+    with pytest.raises(MovieGenError, match="l2_weight"):
+        TAELossConfig(l2_weight=-1.0)
+
+
 def _moving_blob_clip(frames: int = 16, size: int = 32) -> torch.Tensor:
     yy, xx = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
     out = []

@@ -24,9 +24,15 @@ from moviegen.models.tae import TAE, outlier_penalty_loss
 
 @dataclass(frozen=True)
 class TAELossConfig(Config):
-    """Loss weights. OPL weight 1e5 and r = 3 follow the paper; the KL weight is our choice (SD-VAE's)."""
+    """Loss weights. OPL weight 1e5 and r = 3 follow the paper; the KL weight is our choice (SD-VAE's).
+
+    ``l2_weight`` adds an MSE term (off by default, not in the paper): on frames that are mostly flat
+    background, L1 alone leaves small objects' colours wrong for a long time; MSE weighs their large errors
+    more (measured on the built-in world, see ``WorldRecipe.tae_l2_weight``).
+    """
 
     l1_weight: float = 1.0
+    l2_weight: float = 0.0
     kl_weight: float = 1e-6
     opl_weight: float = 1e5
     opl_r: float = 3.0
@@ -36,7 +42,14 @@ class TAELossConfig(Config):
     PRESETS: ClassVar[dict] = {"default": {}}
 
     def validate(self) -> None:
-        for name in ("l1_weight", "kl_weight", "opl_weight", "perceptual_weight", "adversarial_weight"):
+        for name in (
+            "l1_weight",
+            "l2_weight",
+            "kl_weight",
+            "opl_weight",
+            "perceptual_weight",
+            "adversarial_weight",
+        ):
             require(getattr(self, name) >= 0, "TAELossConfig", f"{name} must be >= 0")
         require(self.opl_r > 0, "TAELossConfig", "opl_r must be > 0")
 
@@ -89,6 +102,9 @@ class TAELoss(nn.Module):
             "opl": outlier_penalty_loss(latent, cfg.opl_r),
         }
         total = cfg.l1_weight * terms["l1"] + cfg.kl_weight * kl + cfg.opl_weight * terms["opl"]
+        if cfg.l2_weight > 0:
+            terms["mse"] = F.mse_loss(recon, video)
+            total = total + cfg.l2_weight * terms["mse"]
         if self.perceptual is not None and cfg.perceptual_weight > 0:
             feats = zip(self.perceptual(_frames(recon)), self.perceptual(_frames(video)), strict=True)
             terms["perceptual"] = sum(F.l1_loss(a, b) for a, b in feats)
