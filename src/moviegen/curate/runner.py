@@ -47,6 +47,7 @@ import typer
 from moviegen.curate.config import CurateConfig
 from moviegen.curate.record import Clip, clip_id, source_key
 from moviegen.errors import MovieGenError
+from moviegen.files import write_atomic
 
 MANIFEST_NAME = "manifest.parquet"
 SUMMARY_NAME = "summary.json"
@@ -380,21 +381,6 @@ class _RayCall:
 # -------------------------------------------------------------------------------------------- files
 
 
-def _atomic_write(path: Path, data: bytes | str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def manifest_schema() -> Any:
     """The pyarrow schema of ``manifest.parquet``: Clip's fields, then ``kept`` and ``reason``."""
     import pyarrow as pa
@@ -491,7 +477,7 @@ def _prepare_out(out: Path, config: CurateConfig) -> None:
                 if leftover.is_file():
                     leftover.unlink()
     if not saved.is_file():
-        _atomic_write(saved, config.to_json() + "\n")
+        write_atomic(saved, config.to_json() + "\n")
 
 
 def _load_results(out: Path, sources: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -557,7 +543,7 @@ def curate(
             progress("sources", done, len(sources))
         for text in run(functools.partial(_process_json, config_json), todo):
             result = json.loads(text)
-            _atomic_write(out / SOURCES_DIR / f"{source_key(result['source'])}.json", json.dumps(result))
+            write_atomic(out / SOURCES_DIR / f"{source_key(result['source'])}.json", json.dumps(result))
             results[result["source"]] = result
             done += 1
             if progress:
@@ -612,7 +598,7 @@ def curate(
 
     write_manifest(out / MANIFEST_NAME, clips)
     if cut_clips:
-        _atomic_write(
+        write_atomic(
             out / CURATED_NAME, "".join(json.dumps(row) + "\n" for row in curated_rows(clips, config))
         )
     kept = [c for c in clips if c.kept]
@@ -631,7 +617,7 @@ def curate(
         "reasons": _reason_counts(clips),
         "stages": summary,
     }
-    _atomic_write(out / SUMMARY_NAME, json.dumps(report, indent=1) + "\n")
+    write_atomic(out / SUMMARY_NAME, json.dumps(report, indent=1) + "\n")
     return report
 
 

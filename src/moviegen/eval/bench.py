@@ -23,8 +23,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -33,6 +31,7 @@ from pathlib import Path
 from torch import Tensor
 
 from moviegen.errors import MovieGenError
+from moviegen.files import write_atomic
 
 MOTION_LEVELS = ("low", "medium", "high")
 CSV_COLUMNS = ("prompt", "concept", "motion_level")
@@ -212,24 +211,12 @@ def load_index(folder: str | Path) -> list[BenchRecord]:
         raise MovieGenError(f"corrupt bench index {path}: {e}") from None
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _write_index(out: Path, records: Iterable[BenchRecord]) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     rows = [asdict(r) for r in sorted(records, key=lambda r: (r.id, r.seed))]
-    _write_atomic(out / "index.json", (json.dumps(rows, indent=1) + "\n").encode())
+    write_atomic(out / "index.json", (json.dumps(rows, indent=1) + "\n").encode())
     sink = io.BytesIO()
     schema = pa.schema(
         [
@@ -245,7 +232,7 @@ def _write_index(out: Path, records: Iterable[BenchRecord]) -> None:
         ]
     )
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), sink)
-    _write_atomic(out / "index.parquet", sink.getvalue())
+    write_atomic(out / "index.parquet", sink.getvalue())
 
 
 def run_bench(
@@ -287,7 +274,7 @@ def run_bench(
     done: dict[tuple[str, int], BenchRecord] = {}
     if (out / "index.json").is_file():
         done = {(r.id, r.seed): r for r in load_index(out) if r.status == "ok" and (out / r.file).is_file()}
-    _write_atomic(
+    write_atomic(
         run_path,
         (
             json.dumps({"settings": settings, "row_errors": [str(e) for e in row_errors]}, indent=1) + "\n"

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 import logging
-import os
 import random
 import secrets
 import sqlite3
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -30,6 +29,7 @@ from flask import Flask, abort, redirect, render_template_string, request, send_
 
 from moviegen.errors import MovieGenError
 from moviegen.eval.winrate import AXES, AxisResult, summarize
+from moviegen.files import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -209,30 +209,13 @@ def report(db_path: str | Path) -> list[AxisResult]:
     return results_of(read_votes(db_path))
 
 
-def _atomic_write(path: str | Path, write) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
 def export_csv(db_path: str | Path, path: str | Path) -> Path:
     """Write every raw vote (one row per rater, item and axis) as CSV, atomically."""
-    rows = read_votes(db_path)
-
-    def write(f):
-        writer = csv.DictWriter(f, fieldnames=VOTE_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-
-    return _atomic_write(path, write)
+    sink = io.StringIO(newline="")
+    writer = csv.DictWriter(sink, fieldnames=VOTE_COLUMNS)
+    writer.writeheader()
+    writer.writerows(read_votes(db_path))
+    return write_atomic(path, sink.getvalue())
 
 
 def _index_prompts(folder: Path) -> dict[str, str]:
@@ -503,4 +486,4 @@ def report_command(
         typer.echo(f"wrote {export_csv(db, csv_path)}")
     if json_path is not None:
         data = json.dumps([asdict(r) for r in results], indent=2) + "\n"
-        typer.echo(f"wrote {_atomic_write(json_path, lambda f: f.write(data))}")
+        typer.echo(f"wrote {write_atomic(json_path, data)}")

@@ -450,12 +450,12 @@ def _bar_chart(groups: dict[str, dict[str, float]], title: str, path: Path) -> P
 
 def write_report(report: MetricsReport, out: str | Path) -> list[Path]:
     """``metrics.json``, ``per_video.csv``, ``metrics.txt`` and one PNG bar chart per grouping."""
-    from moviegen.eval.bench import _write_atomic
+    from moviegen.files import write_atomic
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "metrics.json", out / "per_video.csv", out / "metrics.txt"]
-    _write_atomic(written[0], (json.dumps(report.to_dict(), indent=1) + "\n").encode())
+    write_atomic(written[0], (json.dumps(report.to_dict(), indent=1) + "\n").encode())
     sink = io.StringIO()
     writer = csv.writer(sink)
     writer.writerow(["id", "seed", "file", "prompt", "concepts", "motion_level", *METRICS])
@@ -471,8 +471,8 @@ def write_report(report: MetricsReport, out: str | Path) -> list[Path]:
                 *(f"{r[m]:.6f}" for m in METRICS),
             ]
         )
-    _write_atomic(written[1], sink.getvalue().encode())
-    _write_atomic(written[2], (format_table(report) + "\n").encode())
+    write_atomic(written[1], sink.getvalue().encode())
+    write_atomic(written[2], (format_table(report) + "\n").encode())
     for kind, groups in report.aggregate.items():
         if groups:
             written.append(
