@@ -64,6 +64,7 @@ from torch.distributed.tensor.placement_types import _StridedShard
 from moviegen import __version__
 from moviegen.config import Config
 from moviegen.errors import MovieGenError
+from moviegen.files import write_atomic
 from moviegen.pretrained import CONFIG_NAME, WEIGHTS_NAME, atomic_dir, load_safetensors
 
 MARKER = "COMPLETE"
@@ -126,15 +127,6 @@ def _fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".partial")
-    with tmp.open("w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.rename(path)
 
 
 def step_name(step: int) -> str:
@@ -409,7 +401,7 @@ class Checkpointer:
                 "files": files,
                 **self.meta,
             }
-            _write_atomic(tmp / MARKER, json.dumps(marker, indent=1, default=_json_default) + "\n")
+            write_atomic(tmp / MARKER, json.dumps(marker, indent=1, default=_json_default) + "\n")
             if final.exists():  # a stale folder of the same step (e.g. re-running after a resume)
                 shutil.rmtree(final)
             tmp.rename(final)
