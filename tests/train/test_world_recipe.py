@@ -46,3 +46,22 @@ def test_recipe_config_is_validated(tmp_path, capsys):
     )
     assert code == 1 and "unknown config key" in err
     assert WorldRecipe.preset("quick").steps < WorldRecipe.preset("default").steps
+
+
+def test_random_crops_prefer_the_object():
+    import torch
+
+    from moviegen.data.world import World
+    from moviegen.train.world import make_dataset, random_crops
+
+    data = make_dataset(World(), "train", 12, 0)
+    objects = data.videos[[i for i, c in enumerate(data.captions) if "Camera:" not in c]]
+
+    def object_pixels(candidates: int) -> float:
+        gen = torch.Generator().manual_seed(0)
+        batches = random_crops(objects, 8, 24, candidates, gen)
+        crops = torch.cat([next(batches) for _ in range(6)])
+        assert crops.shape[1:] == (3, 16, 24, 24) and crops.min() >= -1 and crops.max() <= 1
+        return float((crops[:, :, 0].std(dim=1) > 0.2).float().mean())  # coloured pixels in frame 0
+
+    assert object_pixels(8) > 1.5 * object_pixels(1)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
@@ -62,6 +62,7 @@ class WorldRecipe(Config):
     tae_lr: float = 5e-4
     tae_opl_weight: float = 10.0
     tae_l2_weight: float = 5.0  # MSE beside L1: 8 one-colour clips, 300 steps: colours right only with it
+    tae_crop_candidates: int = 1  # crop positions drawn per clip; the most varied one is kept
     dim: int = 192
     num_layers: int = 6
     num_heads: int = 6
@@ -88,6 +89,7 @@ class WorldRecipe(Config):
         for key in ("num_clips", "num_images", "val_clips", "tae_steps", "tae_batch", "steps", "batch_size",
                     "val_every", "video_batches_per_image"):  # fmt: skip
             require(getattr(self, key) >= 1, name, f"{key} must be >= 1")
+        require(self.tae_crop_candidates >= 1, name, "tae_crop_candidates must be >= 1")
         require(self.tae_crop % 8 == 0 and self.tae_crop <= self.world_size, name, "bad tae_crop")
         require(0 <= self.text_dropout < 1, name, "text_dropout must be in [0, 1)")
 
@@ -124,6 +126,30 @@ def to_float(x: Tensor) -> Tensor:
 # -------------------------------------------------------------------------------------------------- TAE
 
 
+def random_crops(
+    source: Tensor, batch: int, crop: int, candidates: int, gen: torch.Generator
+) -> Iterator[Tensor]:
+    """Endless batches of ``crop``² windows of uint8 clips, one window per clip, as floats in [-1, 1].
+
+    Of ``candidates`` random positions the one whose first frame varies most is kept: on the world's
+    mostly-flat frames a uniform crop often holds only background, which teaches the TAE nothing.
+    """
+    span = source.shape[-1] - crop + 1
+
+    def variance(frame: Tensor, corner: list[int]) -> float:
+        y0, x0 = corner
+        return float(frame[:, y0 : y0 + crop, x0 : x0 + crop].var(dim=(1, 2)).sum())
+
+    while True:
+        windows = []
+        for i in torch.randint(len(source), (batch,), generator=gen).tolist():
+            first = source[i, :, 0].float()
+            corners = torch.randint(span, (candidates, 2), generator=gen).tolist()
+            y0, x0 = max(corners, key=lambda c: variance(first, c))
+            windows.append(source[i, ..., y0 : y0 + crop, x0 : x0 + crop])
+        yield to_float(torch.stack(windows))
+
+
 def train_tae(
     recipe: WorldRecipe,
     data: Dataset,
@@ -135,16 +161,14 @@ def train_tae(
     gen = torch.Generator().manual_seed(recipe.seed)
     crop = recipe.tae_crop
 
-    def crops(source: Tensor, batch: int):
-        while True:
-            idx = torch.randint(len(source), (batch,), generator=gen)
-            y0, x0 = (int(v) for v in torch.randint(source.shape[-1] - crop + 1, (2,), generator=gen))
-            yield to_float(source[idx][..., y0 : y0 + crop, x0 : x0 + crop])
-
     loss = TAELoss(TAELossConfig(opl_weight=recipe.tae_opl_weight, l2_weight=recipe.tae_l2_weight))
     trainer = TAETrainer(tae, loss, lr=recipe.tae_lr, grad_clip=10.0, generator=gen)
     images = data.images if len(data.images) else data.videos[:, :, :1]
-    batches = mix_images_and_videos(crops(images, 4 * recipe.tae_batch), crops(data.videos, recipe.tae_batch))
+    k = recipe.tae_crop_candidates
+    batches = mix_images_and_videos(
+        random_crops(images, 4 * recipe.tae_batch, crop, k, gen),
+        random_crops(data.videos, recipe.tae_batch, crop, k, gen),
+    )
     for step, batch in zip(range(recipe.tae_steps), batches, strict=False):
         lr = recipe.tae_lr * 0.5 * (1 + math.cos(math.pi * step / recipe.tae_steps))
         for group in trainer.optimizer.param_groups:
