@@ -6,7 +6,12 @@ Stages, as in the paper but sized for a 2-core CPU:
    compositions excluded), kept in memory as uint8;
 2. **TAE** (§3.1.1): a small TAE trained with L1 + KL + Outlier Penalty Loss, one image batch per three
    video batches, on random crops. The OPL weight is 10, not the paper's 1e5: our L1 is a per-pixel mean
-   in [0, 2], and at 1e5 a single spot outlier's penalty swamps it and destabilises this small model;
+   in [0, 2], and at 1e5 a single spot outlier's penalty swamps it and destabilises this small model.
+   Two additions of ours, because the world's frames are mostly flat background around a small object:
+   an MSE term (weight 20) and crops that keep the most varied of 4 random positions. Measured with
+   2000 TAE steps, as the benchmark scored on TAE round trips (``moviegen eval world``'s ``tae-roundtrip``
+   row): L1 alone → colour 40 %, shape 57 %; + MSE ×5 → 50 %, 75 %; + MSE ×20 and chosen crops → 75 %, 95 %
+   (motion 95–100 %, camera 86–100 % throughout);
 
 3. **cache** (§3.5): TAE latents of every clip and image, and the frozen MiniLM encoder's token states of
    every distinct caption, computed once; latents are normalised by their mean and standard deviation,
@@ -61,8 +66,8 @@ class WorldRecipe(Config):
     tae_crop: int = 32
     tae_lr: float = 5e-4
     tae_opl_weight: float = 10.0
-    tae_l2_weight: float = 5.0  # MSE beside L1: 8 one-colour clips, 300 steps: colours right only with it
-    tae_crop_candidates: int = 1  # crop positions drawn per clip; the most varied one is kept
+    tae_l2_weight: float = 20.0  # MSE beside L1 (see the module docstring)
+    tae_crop_candidates: int = 4  # crop positions drawn per clip; the most varied one is kept
     dim: int = 192
     num_layers: int = 6
     num_heads: int = 6
