@@ -199,6 +199,7 @@ def eval_world_command(
     import json
 
     from moviegen.eval.world import evaluate_world, tae_roundtrip_scores
+    from moviegen.files import write_atomic
 
     if seeds < 1:
         raise MovieGenError(f"--seeds must be >= 1, got {seeds}")
@@ -216,8 +217,7 @@ def eval_world_command(
         )
         results["tae-roundtrip"] = tae_roundtrip_scores(pipe.tae, seeds, num_seen)
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(results, indent=2) + "\n")
+        write_atomic(out, json.dumps(results, indent=2) + "\n")
     names = list(results)
     keys = sorted({k for r in results.values() for k in r})
     typer.echo(f"{'metric':<22}" + "".join(f"{n:>22}" for n in names))

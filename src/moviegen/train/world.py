@@ -42,6 +42,7 @@ from moviegen import flow
 from moviegen.config import Config, require
 from moviegen.data.world import World, WorldConfig
 from moviegen.eval.plots import plot_loss_curves
+from moviegen.files import write_atomic
 from moviegen.models.tae import TAE, TAEConfig
 from moviegen.models.text import TextConditioner, default_text_conditioner
 from moviegen.models.transformer import MovieGenTransformer, TransformerConfig
@@ -393,6 +394,6 @@ def train_world(
     pipe.save_pretrained(out / "pipeline")
     timings["total_s"] = time.perf_counter() - start
     record = {"recipe": recipe.to_dict(), "timings": timings, "history": logger.history}
-    (out / "training_log.json").write_text(json.dumps(record))
+    write_atomic(out / "training_log.json", json.dumps(record))
     plot_loss_curves(logger.history, out / "loss_curves.png", title="world recipe")
     return pipe
