@@ -224,3 +224,40 @@ def test_sampler_deterministic_and_callback():
     assert torch.isfinite(a).all() and not a.requires_grad
     with pytest.raises(MovieGenError):
         sample(model, noise, text, mask, torch.tensor([0.0]))
+
+
+def test_timestep_location_moves_mass_towards_noise():
+    g = torch.Generator().manual_seed(0)
+    t = sample_timesteps(20000, generator=g, location=-0.8)
+    logit = torch.logit(t.double())
+    assert abs(logit.mean().item() + 0.8) < 0.03 and abs(logit.std().item() - 1) < 0.03
+    assert (t < 0.2).float().mean() > 2.5 * (sample_timesteps(20000, generator=g) < 0.2).float().mean()
+
+
+def test_frame_difference_term_is_the_weighted_mse_of_consecutive_error_differences():
+    g = torch.Generator().manual_seed(1)
+    x1, noise = torch.randn(2, 3, 4, 2, 2, generator=g), torch.randn(2, 3, 4, 2, 2, generator=g)
+    text, mask = torch.randn(2, 1, 8), torch.ones(2, 1, dtype=torch.bool)
+    t = torch.tensor([0.2, 0.7])
+    guess = torch.randn(2, 3, 4, 2, 2, generator=g)
+
+    def model(x, tt, txt, msk):
+        return guess
+
+    error = guess - velocity_target(noise, x1)
+    plain = flow_matching_loss(model, x1, text, mask, t=t, noise=noise)
+    torch.testing.assert_close(plain, error.square().mean())
+    weighted = flow_matching_loss(model, x1, text, mask, t=t, noise=noise, frame_diff_weight=2.0)
+    torch.testing.assert_close(weighted, plain + 2.0 * (error[:, :, 1:] - error[:, :, :-1]).square().mean())
+    # an error that is the same in every frame (no motion error) costs nothing extra
+    static = velocity_target(noise, x1) + torch.randn(2, 3, 1, 2, 2, generator=g)
+    a = flow_matching_loss(lambda *_: static, x1, text, mask, t=t, noise=noise)
+    b = flow_matching_loss(lambda *_: static, x1, text, mask, t=t, noise=noise, frame_diff_weight=5.0)
+    torch.testing.assert_close(a, b)
+    # images (one latent frame) have no frame difference
+    image = x1[:, :, :1]
+    c = flow_matching_loss(lambda *_: guess[:, :, :1], image, text, mask, t=t, noise=noise[:, :, :1])
+    d = flow_matching_loss(
+        lambda *_: guess[:, :, :1], image, text, mask, t=t, noise=noise[:, :, :1], frame_diff_weight=3.0
+    )
+    torch.testing.assert_close(c, d)

@@ -52,10 +52,18 @@ def velocity_target(x0: torch.Tensor, x1: torch.Tensor, sigma_min: float = SIGMA
 
 
 def sample_timesteps(
-    n: int, generator: torch.Generator | None = None, device: torch.device | str | None = None
+    n: int,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+    location: float = 0.0,
 ) -> torch.Tensor:
-    """n training times from the logit-normal(0, 1) distribution: sigmoid of a standard normal."""
-    return torch.sigmoid(torch.randn(n, generator=generator, device=device))
+    """n training times from the logit-normal(location, 1) distribution: sigmoid of N(location, 1).
+
+    The paper uses location 0. A negative location moves training mass towards the noisy end (t → 0),
+    where the sampler decides the layout and motion of a clip (SD3's timestep shift, in the other
+    direction; our option, used by the world recipe).
+    """
+    return torch.sigmoid(torch.randn(n, generator=generator, device=device) + location)
 
 
 def flow_matching_loss(
@@ -66,22 +74,33 @@ def flow_matching_loss(
     t: torch.Tensor | None = None,
     noise: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    t_location: float = 0.0,
+    frame_diff_weight: float = 0.0,
     **model_kwargs: Any,
 ) -> torch.Tensor:
     """Scalar flow-matching MSE of ``model(x_t, t, text, text_mask, **model_kwargs)`` against the velocity.
 
-    x1 is a batch of clean latents (B, C, T, H, W); t (B,) and noise (like x1) are drawn when not given.
-    The MSE is computed in float32.
+    x1 is a batch of clean latents (B, C, T, H, W); t (B,) and noise (like x1) are drawn when not given
+    (t from logit-normal(``t_location``, 1)). The MSE is computed in float32.
+
+    ``frame_diff_weight`` λ > 0 adds λ·MSE of the error's difference between consecutive latent frames
+    (our option, not the paper's). The loss stays a positive-definite quadratic form of the error, so its
+    minimiser is still the conditional expected velocity E[v | x_t, text]; only which errors a finite
+    model fixes first changes: motion lives in the frame-to-frame difference, a small part of the plain
+    MSE.
     """
     if t is None:
-        t = sample_timesteps(x1.shape[0], generator=generator, device=x1.device)
+        t = sample_timesteps(x1.shape[0], generator=generator, device=x1.device, location=t_location)
     if noise is None:
         noise = torch.randn(x1.shape, generator=generator, device=x1.device, dtype=x1.dtype)
     if noise.shape != x1.shape:
         raise MovieGenError(f"noise shape {tuple(noise.shape)} does not match the data {tuple(x1.shape)}")
     x_t = interpolate(noise, x1, t)
-    pred = model(x_t, t, text, text_mask, **model_kwargs)
-    return F.mse_loss(pred.float(), velocity_target(noise, x1).float())
+    error = model(x_t, t, text, text_mask, **model_kwargs).float() - velocity_target(noise, x1).float()
+    loss = error.pow(2).mean()
+    if frame_diff_weight > 0 and error.shape[2] > 1:
+        loss = loss + frame_diff_weight * (error[:, :, 1:] - error[:, :, :-1]).pow(2).mean()
+    return loss
 
 
 def drop_text(

@@ -11,8 +11,8 @@ optional camera-motion) prefix, encode it, draw Gaussian noise of the latent sha
 generator, integrate the flow with Euler steps and classifier-free guidance over the linear-quadratic
 (or linear) schedule from t = 0 (noise) to t = 1 (data), then decode with the tiled TAE.
 
-Latents are normalised for the transformer as ``(z − shift_factor) · scaling_factor`` using the TAE's
-config, and un-normalised before decoding.
+Latents are normalised for the transformer by :meth:`TAE.normalize` (the scale stored in the TAE's
+config) and un-normalised by :meth:`TAE.denormalize` before decoding.
 """
 
 from __future__ import annotations
@@ -197,9 +197,7 @@ class MovieGenPipeline:
             x1 = flow.sample(
                 self.transformer, noise, tokens, mask.to(device), times, guidance_scale, callback=callback
             )
-        cfg = self.tae.config
-        latent = x1.float() / cfg.scaling_factor + cfg.shift_factor
-        frames = self.tae.decode(latent, num_frames=num_frames)
+        frames = self.tae.decode(self.tae.denormalize(x1.float()), num_frames=num_frames)
         return frames[0].clamp(-1, 1).cpu()
 
     def _check_fits(self, shape: tuple[int, int, int, int]) -> None:

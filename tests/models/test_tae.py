@@ -216,3 +216,26 @@ def test_tiny_tae_overfits_a_short_clip_on_cpu():
                 break
     assert best > 25, f"PSNR only reached {best:.2f} dB"
     assert dataclasses.asdict(model.config) == dataclasses.asdict(TAEConfig.preset("tiny"))
+
+
+def test_latent_normalisation_per_channel_or_scalar_round_trips(tmp_path):
+    z = torch.randn(2, 16, 2, 3, 3) * torch.linspace(0.5, 3, 16).view(1, -1, 1, 1, 1) + 1.5
+    scalar = TAE(TAEConfig.preset("tiny", scaling_factor=0.5, shift_factor=0.25))
+    torch.testing.assert_close(scalar.normalize(z), (z - 0.25) * 0.5)
+    torch.testing.assert_close(scalar.denormalize(scalar.normalize(z)), z)
+    mean = z.transpose(0, 1).flatten(1).mean(1)
+    std = z.transpose(0, 1).flatten(1).std(1)
+    cfg = TAEConfig.preset("tiny", latents_mean=tuple(mean.tolist()), latents_std=tuple(std.tolist()))
+    model = TAE(cfg)
+    x = model.normalize(z)
+    per_channel = x.transpose(0, 1).flatten(1)
+    torch.testing.assert_close(per_channel.mean(1), torch.zeros(16), atol=1e-5, rtol=0)
+    torch.testing.assert_close(per_channel.std(1), torch.ones(16))
+    torch.testing.assert_close(model.denormalize(x), z)
+    model.save_pretrained(tmp_path / "tae")
+    loaded = TAE.from_pretrained(tmp_path / "tae")
+    torch.testing.assert_close(loaded.normalize(z), x)
+    for bad in (dict(latents_mean=(0.0,) * 16), dict(latents_mean=(0.0,) * 3, latents_std=(1.0,) * 3),
+                dict(latents_mean=(0.0,) * 16, latents_std=(0.0,) * 16)):  # fmt: skip
+        with pytest.raises(MovieGenError):
+            TAEConfig.preset("tiny", **bad)

@@ -18,8 +18,8 @@ shortest duration, bad sidecars/rows and captions that ``compose_prompt`` reject
 
 **Per item**: the clip is assigned a bucket (:meth:`BucketGrid.assign`), fitted to it
 (:func:`fit_to_bucket`: its first ``frames`` frames, resized and centre-cropped), encoded by the TAE
-(posterior mean, 32-frame encoder tiles) and normalised as ``(z − shift_factor) · scaling_factor`` with
-the TAE config's values, the scale the backbone trains on. The caption is composed with its frame rate
+(posterior mean, 32-frame encoder tiles) and normalised by :meth:`TAE.normalize` with the TAE config's
+values, the scale the backbone trains on. The caption is composed with its frame rate
 (``compose_prompt(caption, fps=round(fps))``, the paper's FPS control; fps from the sidecar/row, else
 the file's) and each frozen encoder's raw token states are stored, trimmed to the mask length (masks are
 stored too, so fully masked ByT5 rows of prompts without quoted text are kept as length 0).
@@ -313,7 +313,7 @@ def build_cache(
             batch = pending.pop(bucket_name)
             videos = torch.stack([p.video for p in batch]).to(device)
             with torch.inference_mode():
-                latents = (tae.encode(videos).float() - shift) * scale
+                latents = tae.normalize(tae.encode(videos).float())
                 raw = text.encode_raw([p.prompt for p in batch])
             encoder_dims = [int(hidden.shape[-1]) for hidden, _ in raw]
             for j, entry in enumerate(batch):

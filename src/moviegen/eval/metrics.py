@@ -390,9 +390,8 @@ def validation_loss(
     """
     from moviegen import flow
 
-    cfg = pipeline.tae.config
     latents = torch.cat([pipeline.tae.encode(videos[i : i + batch]) for i in range(0, len(videos), batch)])
-    latents = (latents - cfg.shift_factor) * cfg.scaling_factor
+    latents = pipeline.tae.normalize(latents)
     gen = torch.Generator().manual_seed(seed)
     t = flow.sample_timesteps(len(latents), generator=gen)
     noise = torch.randn(latents.shape, generator=gen)

@@ -14,8 +14,10 @@ frame count encodes to ceil(T/8) latent frames (an image is a 1-frame video); de
 per latent frame and is cropped back to the requested length ("discarding spurious frames").
 
 Group normalisation is computed per frame, so every spatial operation is exactly the image model's.
-Tensors are laid out ``(B, C, T, H, W)``; pixels are in [-1, 1]. Latents are the raw posterior
-(``scaling_factor``/``shift_factor`` are stored for the diffusion model and applied by its caller).
+Tensors are laid out ``(B, C, T, H, W)``; pixels are in [-1, 1]. Latents are the raw posterior; the
+diffusion model's normalisation is stored in the config and applied by its caller through
+:meth:`TAE.normalize` / :meth:`TAE.denormalize`: per channel (``latents_mean``/``latents_std``) when set,
+else the SD-style scalars (``scaling_factor``/``shift_factor``).
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ class TAEConfig(Config):
     temporal_kernel_size: int = 3
     scaling_factor: float = 1.0
     shift_factor: float = 0.0
+    latents_mean: tuple[float, ...] | None = None
+    latents_std: tuple[float, ...] | None = None
 
     PRESETS: ClassVar[dict] = {
         "tiny": dict(block_out_channels=(32, 32, 64, 64), layers_per_block=1, norm_num_groups=8),
@@ -68,6 +72,19 @@ class TAEConfig(Config):
         require(self.layers_per_block >= 1, name, "layers_per_block must be >= 1")
         require(self.latent_channels >= 1, name, "latent_channels must be >= 1")
         require(self.temporal_kernel_size % 2 == 1, name, "temporal_kernel_size must be odd")
+        require(
+            (self.latents_mean is None) == (self.latents_std is None),
+            name,
+            "latents_mean and latents_std must be given together",
+        )
+        if self.latents_mean is not None and self.latents_std is not None:
+            for key in ("latents_mean", "latents_std"):
+                require(
+                    len(getattr(self, key)) == self.latent_channels,
+                    name,
+                    f"{key} needs one value per latent channel ({self.latent_channels})",
+                )
+            require(all(s > 0 for s in self.latents_std), name, "latents_std must be positive")
 
     @property
     def compression(self) -> int:
@@ -349,6 +366,28 @@ class TAE(nn.Module, PretrainedMixin):
 
     def latent_frames(self, num_frames: int) -> int:
         return math.ceil(num_frames / self.compression)
+
+    # -- the diffusion model's latent scale
+
+    def _normalisation(self, z: Tensor) -> tuple[Tensor | float, Tensor | float]:
+        """(shift, multiplier) such that the backbone's latent is ``(z − shift) · multiplier``."""
+        cfg = self.config
+        if cfg.latents_mean is None or cfg.latents_std is None:
+            return cfg.shift_factor, cfg.scaling_factor
+        view = (1, -1) + (1,) * (z.ndim - 2)
+        mean = torch.tensor(cfg.latents_mean, dtype=z.dtype, device=z.device).view(view)
+        std = torch.tensor(cfg.latents_std, dtype=z.dtype, device=z.device).view(view)
+        return mean, 1.0 / std
+
+    def normalize(self, z: Tensor) -> Tensor:
+        """Raw latent (B, C, ...) → the unit-scale latent the backbone is trained on."""
+        shift, multiplier = self._normalisation(z)
+        return (z - shift) * multiplier
+
+    def denormalize(self, x: Tensor) -> Tensor:
+        """Inverse of :meth:`normalize`: a backbone sample → a raw latent for :meth:`decode`."""
+        shift, multiplier = self._normalisation(x)
+        return x / multiplier + shift
 
     # -- encoding
 
