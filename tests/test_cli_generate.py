@@ -20,6 +20,20 @@ def test_generate_smoke_writes_a_playable_mp4(tmp_path, capsys):
     assert "wrote" in stdout
 
 
+def test_generate_with_no_model_flag_uses_the_shipped_model_and_follows_the_prompt(tmp_path, capsys):
+    from moviegen.eval.world import detect_object
+
+    out = tmp_path / "yellow.mp4"
+    code, stdout, err = run_cli(capsys, "generate", "a yellow square moving up", "--out", out)
+    assert code == 0, err
+    assert "no shipped model" not in err + stdout
+    frames, fps = read_video(out)
+    assert frames.shape == (3, 16, 64, 64) and fps == 16
+    found = detect_object(frames)
+    assert (found.color, found.motion) == ("yellow", "up"), found
+    assert found.displacement[1] < -4  # pixels, upwards
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
