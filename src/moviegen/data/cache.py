@@ -40,7 +40,8 @@ never leaves a half-written cache)::
 
 ``manifest.json``: ``format`` ("moviegen-latent-cache"), ``version`` (1), ``moviegen_version``,
 ``dtype``, ``shard_size``, ``shards`` (file names), ``num_items``, ``grid`` (BucketGrid dict), ``tae``
-(``config`` dict, ``scaling_factor``, ``shift_factor``, ``normalised``: true), ``text`` (``config``
+(``config`` dict, ``scaling_factor``, ``shift_factor``, ``normalised``: true; when the config has
+``latents_mean``/``latents_std`` those per-channel values were applied, not the scalars), ``text`` (``config``
 dict or null, ``num_encoders``, ``dims``), ``buckets`` (name → height, width, frames, latent_shape,
 count), ``counts`` (inputs, cached, no_caption, failures) and ``items``: a list, in index order, of
 ``{index, shard, bucket, caption, prompt, fps, latent_shape, text_lengths, source}``.
@@ -292,7 +293,6 @@ def build_cache(
     out = Path(out)
     _check_out(out)
     cfg = tae.config
-    shift, scale = float(cfg.shift_factor), float(cfg.scaling_factor)
     device = _module_device(tae)
     max_frames = max(grid.durations)
     failures = list(source.failures)
@@ -407,8 +407,8 @@ def build_cache(
             "grid": grid.to_dict(),
             "tae": {
                 "config": _config_dict(tae),
-                "scaling_factor": scale,
-                "shift_factor": shift,
+                "scaling_factor": float(cfg.scaling_factor),
+                "shift_factor": float(cfg.shift_factor),
                 "normalised": True,
             },
             "text": {
