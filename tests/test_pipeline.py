@@ -97,3 +97,36 @@ def test_schedules_by_name():
     assert torch.allclose(
         schedule_times("linear", 4), torch.tensor([0, 0.25, 0.5, 0.75, 1.0], dtype=lq.dtype)
     )
+
+
+def test_the_model_default_guidance_is_saved_loaded_and_used(trained_looking, tmp_path):
+    from moviegen.pipeline import set_guidance_scale
+
+    kw = dict(num_frames=8, height=32, width=32, num_steps=2, seed=3)
+    assert trained_looking.guidance_scale == 7.5  # the paper's, for a model that names none
+    trained_looking.save_pretrained(tmp_path / "p")
+    assert json.loads((tmp_path / "p" / "model_index.json").read_text())["guidance_scale"] == 7.5
+    set_guidance_scale(tmp_path / "p", 2.0)
+    loaded = MovieGenPipeline.from_pretrained(tmp_path / "p")
+    assert loaded.guidance_scale == 2.0
+    assert torch.equal(loaded("a cat", **kw), trained_looking("a cat", guidance_scale=2.0, **kw))
+    assert not torch.equal(loaded("a cat", **kw), trained_looking("a cat", **kw))
+    index = json.loads((tmp_path / "p" / "model_index.json").read_text())
+    assert index["transformer"] == "MovieGenTransformer" and not list((tmp_path / "p").glob(".model_index*"))
+
+
+def test_bad_default_guidance_is_a_clear_error(pipe, tmp_path):
+    from moviegen.pipeline import set_guidance_scale
+
+    pipe.save_pretrained(tmp_path / "p")
+    before = (tmp_path / "p" / "model_index.json").read_text()
+    for bad in (-1.0, float("nan"), 1e6):
+        with pytest.raises(MovieGenError, match="guidance_scale must be a number"):
+            set_guidance_scale(tmp_path / "p", bad)
+    assert (tmp_path / "p" / "model_index.json").read_text() == before
+    with pytest.raises(MovieGenError, match="not a MovieGenPipeline folder"):
+        set_guidance_scale(tmp_path, 2.0)
+    index = json.loads(before) | {"guidance_scale": "strong"}
+    (tmp_path / "p" / "model_index.json").write_text(json.dumps(index))
+    with pytest.raises(MovieGenError, match="model_index.json: guidance_scale must be a number"):
+        MovieGenPipeline.from_pretrained(tmp_path / "p")

@@ -194,6 +194,9 @@ def eval_world_command(
     num_seen: Annotated[int, typer.Option(help="Seen (training) triples to include.")] = 20,
     out: Annotated[Path | None, typer.Option(help="Also write the JSON report here.")] = None,
     quick: Annotated[bool, typer.Option(help="Only 50 linear-quadratic steps (skip linear-250).")] = False,
+    guidance: Annotated[
+        float | None, typer.Option(help="Guidance scale (default: the model's own, else 7.5).")
+    ] = None,
 ) -> None:
     """Generate held-out compositions and camera motions; score them with the classical detector."""
     import json
@@ -203,12 +206,16 @@ def eval_world_command(
 
     if seeds < 1:
         raise MovieGenError(f"--seeds must be >= 1, got {seeds}")
+    if guidance is not None and not guidance >= 0:
+        raise MovieGenError(f"--guidance must be >= 0, got {guidance}")
     pipe = load_pipeline(model)
+    guidance = pipe.guidance_scale if guidance is None else guidance
     samplers = [("linear-quadratic", 50)] + ([] if quick else [("linear", 250)])
 
     def generate(p, seed, schedule, steps):
         camera = p.truth.get("camera")
-        return pipe(p.prompt, fps=16, num_steps=steps, schedule=schedule, seed=seed, camera_motion=camera)
+        return pipe(p.prompt, fps=16, num_steps=steps, schedule=schedule, seed=seed, camera_motion=camera,
+                    guidance_scale=guidance)  # fmt: skip
 
     with progress() as bar:
         task = bar.add_task("evaluating", total=None, status="")
@@ -216,6 +223,9 @@ def eval_world_command(
             generate, seeds, samplers, num_seen, progress=lambda i, n: bar.update(task, completed=i, total=n)
         )
         results["tae-roundtrip"] = tae_roundtrip_scores(pipe.tae, seeds, num_seen)
+    for name in results:
+        if name != "tae-roundtrip":
+            results[name]["guidance_scale"] = guidance
     if out is not None:
         write_atomic(out, json.dumps(results, indent=2) + "\n")
     names = list(results)
@@ -224,6 +234,51 @@ def eval_world_command(
     for k in keys:
         typer.echo(f"{k:<22}" + "".join(f"{results[n].get(k, float('nan')):>22.2f}" for n in names))
     typer.echo(json.dumps(results))
+
+
+@eval_app.command("guidance")
+def eval_guidance_command(
+    model: Annotated[str | None, typer.Option(help="Pipeline folder (default: the shipped model).")] = None,
+    scales: Annotated[
+        str, typer.Option(help="Comma-separated guidance scales to try.")
+    ] = "1,1.5,2,3,4.5,7.5",
+    seeds: Annotated[int, typer.Option(help="Seeds per calibration prompt.")] = 2,
+    num_seen: Annotated[int, typer.Option(help="Seen (training) triples per seed.")] = 24,
+    write: Annotated[
+        bool, typer.Option("--write", help="Store the best scale in the model's model_index.json.")
+    ] = False,
+) -> None:
+    """Choose a model's guidance scale on training compositions of the world (not the held-out ones)."""
+    from moviegen.eval.world import calibrate_guidance
+    from moviegen.pipeline import DEFAULT_MODEL, set_guidance_scale
+
+    try:
+        grid = [float(x) for x in scales.split(",") if x.strip()]
+    except ValueError:
+        raise MovieGenError(f"--scales must be comma-separated numbers, got {scales!r}") from None
+    if not grid or any(not 0 <= g < 1e3 for g in grid):
+        raise MovieGenError(f"--scales must be numbers in [0, 1000), got {scales!r}")
+    if seeds < 1 or num_seen < 0:
+        raise MovieGenError(f"--seeds must be >= 1 and --num-seen >= 0, got {seeds} and {num_seen}")
+    pipe = load_pipeline(model)
+
+    def generate(p, seed, scale):
+        return pipe(p.prompt, fps=16, seed=seed, camera_motion=p.truth.get("camera"), guidance_scale=scale)
+
+    with progress() as bar:
+        task = bar.add_task("calibrating", total=None, status="")
+        best, table = calibrate_guidance(
+            generate, grid, seeds, num_seen, progress=lambda i, n: bar.update(task, completed=i, total=n)
+        )
+    keys = ["seen_color", "seen_shape", "seen_motion", "camera", "mean"]
+    typer.echo(f"{'guidance':>9}" + "".join(f"{k:>13}" for k in keys))
+    for scale, row in table.items():
+        typer.echo(f"{scale:>9.2f}" + "".join(f"{row.get(k, float('nan')):>13.1f}" for k in keys))
+    typer.echo(f"best guidance scale: {best:g} (model default was {pipe.guidance_scale:g})")
+    if write:
+        folder = Path(model) if model is not None else DEFAULT_MODEL
+        set_guidance_scale(folder, best)
+        typer.echo(f"wrote guidance_scale {best:g} to {folder / 'model_index.json'}")
 
 
 @app.command()
@@ -241,7 +296,9 @@ def bench(
     fps: Annotated[int, typer.Option(help="Frame rate (and FPS-N prefix).")] = 16,
     steps: Annotated[int, typer.Option(help="Euler steps.")] = 50,
     schedule: Annotated[str, typer.Option(help="linear-quadratic | linear")] = "linear-quadratic",
-    guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale.")] = 7.5,
+    guidance: Annotated[
+        float | None, typer.Option(help="Guidance scale (default: the model's own, else 7.5).")
+    ] = None,
 ) -> None:
     """Generate a benchmark prompt set with fixed seeds (resumable); bad rows are reported, not fatal."""
     from moviegen.eval.bench import read_prompts, run_bench
@@ -256,6 +313,7 @@ def bench(
     items = items[:limit] if limit is not None else items
     GenerationRequest("x", frames, height, width, fps, steps, schedule, guidance, 0, None).validate()
     pipe = load_pipeline(model)
+    guidance = pipe.guidance_scale if guidance is None else guidance
     settings = dict(model=str(model or "default"), frames=frames, height=height, width=width, fps=fps,
                     steps=steps, schedule=schedule, guidance=guidance)  # fmt: skip
 
@@ -359,7 +417,9 @@ def generate(
     fps: Annotated[int, typer.Option(help="Frame rate; also the FPS-N prompt prefix.")] = 16,
     steps: Annotated[int, typer.Option(help="Euler steps.")] = 50,
     schedule: Annotated[str, typer.Option(help="linear-quadratic | linear")] = "linear-quadratic",
-    guidance: Annotated[float, typer.Option(help="Classifier-free guidance scale.")] = 7.5,
+    guidance: Annotated[
+        float | None, typer.Option(help="Guidance scale (default: the model's own, else 7.5).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     camera: Annotated[str | None, typer.Option(help="Camera-motion prefix, e.g. 'pan left'.")] = None,
     rewrite: Annotated[

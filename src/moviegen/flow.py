@@ -25,6 +25,7 @@ from moviegen.errors import MovieGenError
 
 SIGMA_MIN = 1e-5
 TEXT_DROPOUT = 0.1  # our choice: the paper does not state its text-dropout rate (0.1–0.2 is common)
+GUIDANCE_SCALE = 7.5  # the paper's classifier-free guidance scale (§3.1.6)
 
 
 def _expand(t: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
@@ -161,7 +162,7 @@ def sample(
     text: torch.Tensor,
     text_mask: torch.Tensor | None,
     times: torch.Tensor,
-    guidance_scale: float = 7.5,
+    guidance_scale: float = GUIDANCE_SCALE,
     null_text_mask: torch.Tensor | None = None,
     callback: Callable[[int, int], None] | None = None,
     **model_kwargs: Any,

@@ -13,6 +13,11 @@ generator, integrate the flow with Euler steps and classifier-free guidance over
 
 Latents are normalised for the transformer by :meth:`TAE.normalize` (the scale stored in the TAE's
 config) and un-normalised by :meth:`TAE.denormalize` before decoding.
+
+The guidance scale is a property of a trained model: the paper's 7.5 (§3.1.6) suits a 30B backbone, a
+small one can be pushed off its data by it (the shipped world model follows prompts best near 1.5). So
+the index may hold the model's own ``guidance_scale``, the default of every call that does not pass one;
+``moviegen eval guidance --write`` (and the world recipe) choose it on training compositions.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from torch import Tensor
 
 from moviegen import __version__, flow
 from moviegen.errors import MovieGenError
+from moviegen.files import write_atomic
 from moviegen.models.tae import TAE, TAEConfig
 from moviegen.models.text import TextConditioner, compose_prompt, default_text_conditioner
 from moviegen.models.transformer import MovieGenTransformer, TransformerConfig
@@ -62,7 +68,7 @@ class GenerationRequest:
     fps: int
     num_steps: int
     schedule: str
-    guidance_scale: float
+    guidance_scale: float | None  # None: the model's default
     seed: int
     camera_motion: str | None = None
 
@@ -83,16 +89,44 @@ class GenerationRequest:
             )
         if self.fps < 1:
             raise MovieGenError(f"fps must be >= 1, got {self.fps}")
-        if self.guidance_scale < 0:
+        if self.guidance_scale is not None and not self.guidance_scale >= 0:
             raise MovieGenError(f"guidance must be >= 0, got {self.guidance_scale}")
         schedule_times(self.schedule, self.num_steps)
         compose_prompt(self.prompt, fps=self.fps, camera_motion=self.camera_motion)
 
 
+def check_guidance_scale(scale: object) -> float:
+    """A model's default guidance scale: a plain number in [0, 1000)."""
+    if isinstance(scale, bool) or not (isinstance(scale, int | float) and 0 <= scale < 1e3):
+        raise MovieGenError(f"guidance_scale must be a number in [0, 1000), got {scale!r}")
+    return float(scale)
+
+
+def set_guidance_scale(path: str | Path, scale: float) -> None:
+    """Store ``scale`` as the default guidance of the pipeline folder at ``path`` (atomically)."""
+    check_guidance_scale(scale)
+    index_path = Path(path) / INDEX_NAME
+    try:
+        index = json.loads(index_path.read_text())
+    except FileNotFoundError:
+        raise MovieGenError(f"{path} is not a MovieGenPipeline folder (no {INDEX_NAME})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise MovieGenError(f"{index_path} is not valid JSON: {e}") from None
+    if not isinstance(index, dict) or index.get("_class_name") != MovieGenPipeline.__name__:
+        raise MovieGenError(f"{path} is not a MovieGenPipeline folder")
+    write_atomic(index_path, json.dumps(index | {"guidance_scale": float(scale)}, indent=2) + "\n")
+
+
 class MovieGenPipeline:
     """Text encoders + projector, backbone and TAE, with diffusers-style saving and loading."""
 
-    def __init__(self, text: TextConditioner, transformer: MovieGenTransformer, tae: TAE):
+    def __init__(
+        self,
+        text: TextConditioner,
+        transformer: MovieGenTransformer,
+        tae: TAE,
+        guidance_scale: float = flow.GUIDANCE_SCALE,
+    ):
         if text.model_dim != transformer.config.dim:
             raise MovieGenError(
                 f"text projector width {text.model_dim} != transformer dim {transformer.config.dim}"
@@ -103,6 +137,7 @@ class MovieGenPipeline:
                 f"{transformer.config.out_channels}"
             )
         self.text, self.transformer, self.tae = text, transformer, tae
+        self.guidance_scale = check_guidance_scale(guidance_scale)
         for module in (text, transformer, tae):
             module.eval()
 
@@ -123,6 +158,7 @@ class MovieGenPipeline:
             self.tae.save_pretrained(tmp / "tae", dtype=dtype)
             index = {"_class_name": type(self).__name__, "moviegen_version": __version__}
             index |= {name: cls.__name__ for name, cls in COMPONENTS.items()}
+            index["guidance_scale"] = self.guidance_scale
             (tmp / INDEX_NAME).write_text(json.dumps(index, indent=2) + "\n")
         return Path(path)
 
@@ -144,7 +180,11 @@ class MovieGenPipeline:
             if index.get(name) != component.__name__:
                 raise MovieGenError(f"{path / INDEX_NAME}: component {name!r} must be a {component.__name__}")
             parts[name] = component.from_pretrained(path / name)
-        return cls(**parts)
+        guidance = index.get("guidance_scale", flow.GUIDANCE_SCALE)
+        try:
+            return cls(**parts, guidance_scale=guidance)
+        except MovieGenError as e:
+            raise MovieGenError(f"{path / INDEX_NAME}: {e}") from None
 
     def to(self, device: str | torch.device) -> MovieGenPipeline:
         for module in (self.text, self.transformer, self.tae):
@@ -171,7 +211,7 @@ class MovieGenPipeline:
         fps: int = 16,
         num_steps: int = 50,
         schedule: str = "linear-quadratic",
-        guidance_scale: float = 7.5,
+        guidance_scale: float | None = None,
         seed: int = 0,
         camera_motion: str | None = None,
         callback: Callable[[int, int], None] | None = None,
@@ -179,7 +219,10 @@ class MovieGenPipeline:
         """Generate one video; returns frames ``(3, num_frames, height, width)`` in [-1, 1].
 
         Deterministic for a fixed seed on a given device (noise comes from a seeded CPU generator).
+        ``guidance_scale`` None is the model's own (:attr:`guidance_scale`).
         """
+        if guidance_scale is None:
+            guidance_scale = self.guidance_scale
         req = GenerationRequest(
             prompt, num_frames, height, width, fps, num_steps, schedule, guidance_scale, seed, camera_motion
         )

@@ -89,3 +89,55 @@ def test_eval_world_cli_reports_samplers_and_the_tae_ceiling(tmp_path, capsys):
     assert set(report) == {"linear-quadratic-50", "tae-roundtrip"}
     assert set(report["tae-roundtrip"]) >= {"held_out_color", "held_out_shape", "held_out_motion", "camera"}
     assert "tae-roundtrip" in stdout.splitlines()[0]
+
+
+def test_calibration_prompts_are_training_compositions_outside_the_benchmark():
+    from moviegen.data.world import COLORS, MOTIONS, SHAPES, is_held_out
+    from moviegen.eval.world import calibration_prompts
+
+    prompts = calibration_prompts()
+    objects = [p for p in prompts if p.kind == "seen"]
+    cameras = {p.truth["camera"] for p in prompts if p.kind == "camera"}
+    assert len(objects) == 24 and cameras == set(CAMERA_MOTIONS)
+    for p in objects:
+        t = p.truth
+        index = list(COLORS).index(t["color"]), SHAPES.index(t["shape"]), MOTIONS.index(t["motion"])
+        assert not is_held_out(*index)
+    assert not {p.prompt for p in objects} & {p.prompt for p in eval_prompts()}
+
+
+def test_calibrate_guidance_picks_the_scale_that_follows_the_prompt():
+    """A fake sampler that renders the truth only at scale 2 (and the wrong colour elsewhere)."""
+    from moviegen.eval.world import calibrate_guidance
+
+    world = World(seed=3)
+    calls = []
+
+    def generate(prompt, seed, scale):
+        calls.append((prompt.prompt, seed, scale))
+        if prompt.kind == "camera":
+            return world.camera_clip("coffee", prompt.truth["camera"] if scale == 2 else "static", 16).video
+        t = prompt.truth
+        color = t["color"] if scale == 2 else ("red" if t["color"] != "red" else "blue")
+        return world.object_clip(color, t["shape"], t["motion"], 16).video
+
+    best, table = calibrate_guidance(generate, scales=(1.0, 2.0, 7.5), seeds=1, num_seen=4)
+    assert best == 2.0 and list(table) == [1.0, 2.0, 7.5]
+    assert table[2.0]["seen_color"] == 100 and table[1.0]["seen_color"] == 0
+    assert table[2.0]["mean"] == 100 and table[7.5]["mean"] < 100
+    assert len(calls) == 3 * (4 + len(CAMERA_MOTIONS)) and min(s for _, s, _ in calls) >= 1000
+
+
+def test_eval_guidance_cli_writes_the_best_scale(tmp_path, capsys):
+    from tests.helpers import run_cli
+
+    from moviegen.pipeline import MovieGenPipeline
+
+    MovieGenPipeline.from_presets("tiny", "tiny").save_pretrained(tmp_path / "p")
+    code, stdout, err = run_cli(capsys, "eval", "guidance", "--model", tmp_path / "p", "--scales", "1,3",
+                                "--seeds", "1", "--num-seen", "2", "--write")  # fmt: skip
+    assert code == 0, err
+    assert "best guidance scale" in stdout
+    assert MovieGenPipeline.from_pretrained(tmp_path / "p").guidance_scale in (1.0, 3.0)
+    code, _, err = run_cli(capsys, "eval", "guidance", "--model", tmp_path / "p", "--scales", "1,x")
+    assert code == 1 and "--scales" in err
