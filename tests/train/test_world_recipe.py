@@ -24,9 +24,14 @@ def test_quick_recipe_end_to_end(trained, capsys):
     first, last = sum(losses[:8]) / 8, sum(losses[-8:]) / 8
     assert last < 0.8 * first, (first, last)
     assert log["history"]["val/loss"] and log["history"]["tae/l1"][-1][1] < log["history"]["tae/l1"][0][1]
+    assert len(log["history"]["tae_decoder/l1"]) == WorldRecipe.preset("quick").tae_decoder_steps
     assert list((trained / "logs").glob("events.out.tfevents.*"))
     assert (trained / "loss_curves.png").stat().st_size > 1000
     pipe = MovieGenPipeline.from_pretrained(trained / "pipeline")
+    # the guidance stage scored every candidate on training compositions and stored the best
+    guidance = log["guidance"]
+    assert set(guidance["scores"]) == {"1.0", "4.0"} and guidance["chosen"] in (1.0, 4.0)
+    assert pipe.guidance_scale == guidance["chosen"] and log["timings"]["guidance_s"] > 0
     # latents are normalised per channel: the cached training latents have unit scale in every channel
     cfg = pipe.tae.config
     assert cfg.latents_mean is not None and len(cfg.latents_std) == cfg.latent_channels
@@ -68,3 +73,26 @@ def test_random_crops_prefer_the_object():
         return float((crops[:, :, 0].std(dim=1) > 0.2).float().mean())  # coloured pixels in frame 0
 
     assert object_pixels(8) > 1.5 * object_pixels(1)
+
+
+def test_decoder_finetuning_leaves_the_encoder_and_latents_unchanged():
+    import torch
+
+    from moviegen.data.world import World
+    from moviegen.models.tae import TAE, TAEConfig
+    from moviegen.train.world import finetune_tae_decoder, make_dataset, to_float
+
+    recipe = WorldRecipe.preset("quick", tae_decoder_steps=8, tae_decoder_lr=1e-3)
+    data = make_dataset(World(), "train", 4, 0)
+    torch.manual_seed(0)
+    tae = TAE(TAEConfig.preset("tiny", block_out_channels=(8, 8, 8, 8), norm_num_groups=4))
+    video = to_float(data.videos[:2])
+    before_latent = tae.encode(video)
+    before = {k: v.clone() for k, v in tae.state_dict().items()}
+    losses = []
+    finetune_tae_decoder(recipe, data, tae, lambda tag, value, step: losses.append(value))
+    after = tae.state_dict()
+    assert len(losses) == 8 and losses[-1] < losses[0]
+    assert all(torch.equal(before[k], after[k]) for k in before if k.startswith(("encoder.", "quant_conv.")))
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
+    assert torch.equal(tae.encode(video), before_latent) and not tae.training

@@ -6,14 +6,19 @@ from pathlib import Path
 
 
 def plot_loss_curves(history: dict[str, list[tuple[int, float]]], path: str | Path, title: str = "") -> Path:
-    """One panel per stage: TAE L1, backbone train loss (smoothed) and validation flow-matching loss."""
+    """One panel per stage: TAE L1, TAE decoder fine-tuning L1, backbone train loss (smoothed) and
+    validation flow-matching loss."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    panels = [("tae/l1", "TAE L1 reconstruction"), ("train/loss", "flow-matching loss")]
+    panels = [
+        ("tae/l1", "TAE L1 reconstruction (crops)"),
+        ("tae_decoder/l1", "TAE decoder fine-tuning L1 (frames)"),
+        ("train/loss", "flow-matching loss"),
+    ]
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6))
     for ax, (tag, name) in zip(axes, panels, strict=True):
         points = history.get(tag, [])
