@@ -15,10 +15,11 @@ Stages, as in the paper but sized for a 2-core CPU:
    colour 85 %, shape 90 %, motion and camera 100 % (1 seed);
    **decoder fine-tuning** (ours, in the spirit of Stable Diffusion's fine-tuned VAE decoders): the TAE
    learns on 32-px crops but decodes 64-px frames, where its mid-block attention sees four times the
-   context it was trained on; ``tae_decoder_steps`` steps on whole frames with the encoder frozen (so
-   the latent space, and everything cached from it, is unchanged) fix the hue drift this caused. On the
-   shipped TAE, round trips of 120 benchmark objects + 21 camera clips: colour 91.7 → 99.2 %, shape
-   93.3 → 100 %, motion and camera 100 % (300 steps, ~4 min here); orange had been decoded as yellow;
+   context it was trained on (the likely cause of a hue drift); ``tae_decoder_steps`` steps on whole
+   frames with the encoder frozen (so the latent space, and everything cached from it, is unchanged)
+   fix it. On the previously shipped TAE, round trips of 120 benchmark objects + 21 camera clips:
+   colour 91.7 → 99.2 %, shape 89.2 → 100 %, motion and camera 100 % (300 steps, 197 s here); orange
+   had been decoded as yellow;
 
 3. **cache** (§3.5): TAE latents of every clip and image, and the frozen MiniLM encoder's token states of
    every distinct caption, computed once; latents are normalised per channel by their mean and standard
