@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from moviegen.errors import MovieGenError
+from moviegen.files import read_json
 
 app = typer.Typer(
     help="Movie Gen: text-to-video foundation models (arXiv 2410.13720).",
@@ -158,18 +159,12 @@ def train_world_command(
     ] = None,
 ) -> None:
     """Train the TAE and the text-to-video backbone on the built-in world; write a pipeline."""
-    import json
 
     from moviegen.train.world import WorldRecipe, train_world
 
     overrides: dict = {}
     if config is not None:
-        try:
-            overrides = json.loads(config.read_text())
-        except FileNotFoundError:
-            raise MovieGenError(f"config file not found: {config}") from None
-        except json.JSONDecodeError as e:
-            raise MovieGenError(f"config file {config} is not valid JSON: {e}") from None
+        overrides = read_json(config, "config file", missing=f"config file not found: {config}")
         if not isinstance(overrides, dict):
             raise MovieGenError(f"config file {config} must hold a JSON object")
     overrides |= {k: v for k, v in (("steps", steps), ("seed", seed)) if v is not None}

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from moviegen.errors import MovieGenError
+from moviegen.files import read_json
 
 C = TypeVar("C", bound="Config")
 
@@ -56,13 +57,7 @@ class Config:
 
     @classmethod
     def from_json(cls: type[C], path: str | Path) -> C:
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise MovieGenError(f"config file not found: {path}") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise MovieGenError(f"config file {path} is not valid JSON: {e}") from None
+        data = read_json(path, "config file", missing=f"config file not found: {path}")
         data.pop("_class_name", None)
         return cls.from_dict(data)
 

@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
+
+from moviegen.errors import MovieGenError
+
+
+def read_json(path: str | Path, what: str = "", missing: str | None = None) -> Any:
+    """Parse a JSON file; a missing or unparsable one is a single clear :class:`MovieGenError`.
+
+    ``what`` names the file in messages (``"config file"``); ``missing`` replaces the not-found message.
+    """
+    path = Path(path)
+    label = f"{what} {path}" if what else str(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise MovieGenError(missing or f"{label} not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise MovieGenError(f"{label} is not valid JSON: {e}") from None
 
 
 def write_atomic(path: str | Path, data: bytes | str) -> Path:

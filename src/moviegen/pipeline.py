@@ -32,7 +32,7 @@ from torch import Tensor
 
 from moviegen import __version__, flow
 from moviegen.errors import MovieGenError
-from moviegen.files import write_atomic
+from moviegen.files import read_json, write_atomic
 from moviegen.models.tae import TAE, TAEConfig
 from moviegen.models.text import TextConditioner, compose_prompt, default_text_conditioner
 from moviegen.models.transformer import MovieGenTransformer, TransformerConfig
@@ -106,12 +106,7 @@ def set_guidance_scale(path: str | Path, scale: float) -> None:
     """Store ``scale`` as the default guidance of the pipeline folder at ``path`` (atomically)."""
     check_guidance_scale(scale)
     index_path = Path(path) / INDEX_NAME
-    try:
-        index = json.loads(index_path.read_text())
-    except FileNotFoundError:
-        raise MovieGenError(f"{path} is not a MovieGenPipeline folder (no {INDEX_NAME})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise MovieGenError(f"{index_path} is not valid JSON: {e}") from None
+    index = read_json(index_path, missing=f"{path} is not a MovieGenPipeline folder (no {INDEX_NAME})")
     if not isinstance(index, dict) or index.get("_class_name") != MovieGenPipeline.__name__:
         raise MovieGenError(f"{path} is not a MovieGenPipeline folder")
     write_atomic(index_path, json.dumps(index | {"guidance_scale": float(scale)}, indent=2) + "\n")
@@ -167,12 +162,11 @@ class MovieGenPipeline:
         path = Path(path)
         if not path.is_dir():
             raise MovieGenError(f"model folder not found: {path}")
-        try:
-            index = json.loads((path / INDEX_NAME).read_text())
-        except FileNotFoundError:
-            raise MovieGenError(f"{path} is not a MovieGenPipeline folder (no {INDEX_NAME})") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise MovieGenError(f"{path / INDEX_NAME} is not valid JSON: {e}") from None
+        index = read_json(
+            path / INDEX_NAME, missing=f"{path} is not a MovieGenPipeline folder (no {INDEX_NAME})"
+        )
+        if not isinstance(index, dict):
+            raise MovieGenError(f"{path / INDEX_NAME} must hold a JSON object")
         if index.get("_class_name") != cls.__name__:
             raise MovieGenError(f"{path} holds a {index.get('_class_name')!r}, not a {cls.__name__}")
         parts = {}

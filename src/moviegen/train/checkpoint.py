@@ -64,7 +64,7 @@ from torch.distributed.tensor.placement_types import _StridedShard
 from moviegen import __version__
 from moviegen.config import Config
 from moviegen.errors import MovieGenError
-from moviegen.files import write_atomic
+from moviegen.files import read_json, write_atomic
 from moviegen.pretrained import CONFIG_NAME, WEIGHTS_NAME, atomic_dir, load_safetensors
 
 MARKER = "COMPLETE"
@@ -606,12 +606,7 @@ def export_pretrained(
 
 
 def _load_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise MovieGenError(f"{path} not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise MovieGenError(f"{path} is not valid JSON: {e}") from None
+    data = read_json(path)
     if isinstance(data, dict):
         data.pop("moviegen_version", None)
     return data

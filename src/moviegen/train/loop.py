@@ -61,6 +61,7 @@ from torch.distributed.tensor import DTensor
 from moviegen import flow
 from moviegen.config import Config, require
 from moviegen.errors import MovieGenError
+from moviegen.files import read_json
 from moviegen.models.text import TextProjector
 from moviegen.models.transformer import MovieGenTransformer, TransformerConfig, num_tokens
 from moviegen.pretrained import CONFIG_NAME, WEIGHTS_NAME, load_safetensors, load_state_strict
@@ -231,12 +232,7 @@ class TrainConfig(Config):
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise MovieGenError(f"config file not found: {path}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise MovieGenError(f"config file {path} is not valid JSON: {e}") from None
+    data = read_json(path, "config file", missing=f"config file not found: {path}")
     if not isinstance(data, dict):
         raise MovieGenError(f"config file {path} must hold a JSON object")
     data.pop("_class_name", None)
