@@ -244,7 +244,7 @@ def eval_guidance_command(
     ] = False,
 ) -> None:
     """Choose a model's guidance scale on training compositions of the world (not the held-out ones)."""
-    from moviegen.eval.world import calibrate_guidance
+    from moviegen.eval.world import calibrate_pipeline_guidance
     from moviegen.pipeline import DEFAULT_MODEL, set_guidance_scale
 
     try:
@@ -256,14 +256,10 @@ def eval_guidance_command(
     if seeds < 1 or num_seen < 0:
         raise MovieGenError(f"--seeds must be >= 1 and --num-seen >= 0, got {seeds} and {num_seen}")
     pipe = load_pipeline(model)
-
-    def generate(p, seed, scale):
-        return pipe(p.prompt, fps=16, seed=seed, camera_motion=p.truth.get("camera"), guidance_scale=scale)
-
     with progress() as bar:
         task = bar.add_task("calibrating", total=None, status="")
-        best, table = calibrate_guidance(
-            generate, grid, seeds, num_seen, progress=lambda i, n: bar.update(task, completed=i, total=n)
+        best, table = calibrate_pipeline_guidance(
+            pipe, grid, seeds, num_seen, progress=lambda i, n: bar.update(task, completed=i, total=n)
         )
     keys = ["seen_color", "seen_shape", "seen_motion", "camera", "mean"]
     typer.echo(f"{'guidance':>9}" + "".join(f"{k:>13}" for k in keys))

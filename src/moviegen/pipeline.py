@@ -105,11 +105,21 @@ def check_guidance_scale(scale: object) -> float:
 def set_guidance_scale(path: str | Path, scale: float) -> None:
     """Store ``scale`` as the default guidance of the pipeline folder at ``path`` (atomically)."""
     check_guidance_scale(scale)
-    index_path = Path(path) / INDEX_NAME
-    index = read_json(index_path, missing=f"{path} is not a MovieGenPipeline folder (no {INDEX_NAME})")
-    if not isinstance(index, dict) or index.get("_class_name") != MovieGenPipeline.__name__:
-        raise MovieGenError(f"{path} is not a MovieGenPipeline folder")
-    write_atomic(index_path, json.dumps(index | {"guidance_scale": float(scale)}, indent=2) + "\n")
+    index = read_index(path)
+    write_atomic(
+        Path(path) / INDEX_NAME, json.dumps(index | {"guidance_scale": float(scale)}, indent=2) + "\n"
+    )
+
+
+def read_index(path: str | Path) -> dict:
+    """The ``model_index.json`` of a MovieGenPipeline folder, checked to be one."""
+    path = Path(path)
+    index = read_json(path / INDEX_NAME, missing=f"{path} is not a MovieGenPipeline folder (no {INDEX_NAME})")
+    if not isinstance(index, dict):
+        raise MovieGenError(f"{path / INDEX_NAME} must hold a JSON object")
+    if index.get("_class_name") != MovieGenPipeline.__name__:
+        raise MovieGenError(f"{path} holds a {index.get('_class_name')!r}, not a {MovieGenPipeline.__name__}")
+    return index
 
 
 class MovieGenPipeline:
@@ -162,23 +172,17 @@ class MovieGenPipeline:
         path = Path(path)
         if not path.is_dir():
             raise MovieGenError(f"model folder not found: {path}")
-        index = read_json(
-            path / INDEX_NAME, missing=f"{path} is not a MovieGenPipeline folder (no {INDEX_NAME})"
-        )
-        if not isinstance(index, dict):
-            raise MovieGenError(f"{path / INDEX_NAME} must hold a JSON object")
-        if index.get("_class_name") != cls.__name__:
-            raise MovieGenError(f"{path} holds a {index.get('_class_name')!r}, not a {cls.__name__}")
+        index = read_index(path)
+        try:
+            guidance = check_guidance_scale(index.get("guidance_scale", flow.GUIDANCE_SCALE))
+        except MovieGenError as e:
+            raise MovieGenError(f"{path / INDEX_NAME}: {e}") from None
         parts = {}
         for name, component in COMPONENTS.items():
             if index.get(name) != component.__name__:
                 raise MovieGenError(f"{path / INDEX_NAME}: component {name!r} must be a {component.__name__}")
             parts[name] = component.from_pretrained(path / name)
-        guidance = index.get("guidance_scale", flow.GUIDANCE_SCALE)
-        try:
-            return cls(**parts, guidance_scale=guidance)
-        except MovieGenError as e:
-            raise MovieGenError(f"{path / INDEX_NAME}: {e}") from None
+        return cls(**parts, guidance_scale=guidance)
 
     def to(self, device: str | torch.device) -> MovieGenPipeline:
         for module in (self.text, self.transformer, self.tae):

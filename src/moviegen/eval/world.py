@@ -255,6 +255,24 @@ def calibrate_guidance(
     return best, table
 
 
+def calibrate_pipeline_guidance(
+    pipe,
+    scales: Sequence[float] = CALIBRATION_SCALES,
+    seeds: int = 2,
+    num_seen: int = 24,
+    progress: Callable[[int, int], None] | None = None,
+    size: int = 64,
+    frames: int = 16,
+) -> tuple[float, dict[float, dict[str, float]]]:
+    """:func:`calibrate_guidance` for a :class:`~moviegen.pipeline.MovieGenPipeline` at FPS 16."""
+
+    def generate(p: EvalPrompt, seed: int, scale: float) -> Tensor:
+        return pipe(p.prompt, num_frames=frames, height=size, width=size, fps=16, seed=seed,
+                    camera_motion=p.truth.get("camera"), guidance_scale=scale)  # fmt: skip
+
+    return calibrate_guidance(generate, scales, seeds, num_seen, progress)
+
+
 def score(prompts: Sequence[EvalPrompt], videos: Sequence[Tensor]) -> dict[str, float]:
     """Accuracies per attribute and group, and mean frame consistency (object-area variation)."""
     hits: dict[str, list[float]] = {}

@@ -67,7 +67,7 @@ from moviegen import flow
 from moviegen.config import Config, require
 from moviegen.data.world import World, WorldConfig
 from moviegen.eval.plots import plot_loss_curves
-from moviegen.eval.world import CALIBRATION_SCALES, calibrate_guidance
+from moviegen.eval.world import CALIBRATION_SCALES, calibrate_pipeline_guidance
 from moviegen.files import write_atomic
 from moviegen.models.tae import TAE, TAEConfig
 from moviegen.models.text import TextConditioner, default_text_conditioner
@@ -242,14 +242,14 @@ def finetune_tae_decoder(
     opt = torch.optim.AdamW(params, lr=recipe.tae_decoder_lr, weight_decay=0.0)
     gen = torch.Generator().manual_seed(recipe.seed + 2)
     steps = recipe.tae_decoder_steps
+    tae.eval()
+    tae.decoder.train()
     for step in range(steps):
         for group in opt.param_groups:
             group["lr"] = recipe.tae_decoder_lr * 0.5 * (1 + math.cos(math.pi * step / steps))
         video = to_float(data.videos[torch.randint(len(data.videos), (recipe.tae_batch,), generator=gen)])
-        tae.eval()
         with torch.no_grad():
             latent = tae.encode_dist(video).sample(gen)
-        tae.decoder.train()
         recon = tae.decode(latent, num_frames=video.shape[2], tile_latents=None)
         l1 = torch.nn.functional.l1_loss(recon, video)
         loss = l1 + recipe.tae_l2_weight * torch.nn.functional.mse_loss(recon, video)
@@ -407,28 +407,6 @@ def train_backbone(
     return model.eval()
 
 
-# ---------------------------------------------------------------------------------------------- guidance
-
-
-def choose_guidance(
-    pipe: MovieGenPipeline, recipe: WorldRecipe, progress: Progress | None = None
-) -> tuple[float, dict[float, dict[str, float]]]:
-    """The recipe's guidance stage: the best of ``recipe.guidance_scales`` on training compositions."""
-    size, frames = recipe.world_size, recipe.world_frames
-
-    def generate(p, seed: int, scale: float) -> Tensor:
-        return pipe(p.prompt, num_frames=frames, height=size, width=size, fps=16, seed=seed,
-                    camera_motion=p.truth.get("camera"), guidance_scale=scale)  # fmt: skip
-
-    def report(i: int, n: int) -> None:
-        if progress:
-            progress("guidance", i, n, {})
-
-    return calibrate_guidance(
-        generate, recipe.guidance_scales, recipe.guidance_seeds, recipe.guidance_prompts, report
-    )
-
-
 # ------------------------------------------------------------------------------------------------ recipe
 
 
@@ -491,7 +469,11 @@ def train_world(
         logger.close()
     pipe = MovieGenPipeline(text, model, tae)
     t0 = time.perf_counter()
-    pipe.guidance_scale, guidance_table = choose_guidance(pipe, recipe, progress)
+    pipe.guidance_scale, guidance_table = calibrate_pipeline_guidance(
+        pipe, recipe.guidance_scales, recipe.guidance_seeds, recipe.guidance_prompts,
+        progress=(lambda i, n: progress("guidance", i, n, {})) if progress else None,
+        size=recipe.world_size, frames=recipe.world_frames,
+    )  # fmt: skip
     timings["guidance_s"] = time.perf_counter() - t0
     pipe.save_pretrained(out / "pipeline")
     timings["total_s"] = time.perf_counter() - start
