@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from moviegen.config import Config
 from moviegen.errors import MovieGenError
+from moviegen.files import check_output_dir, resolve_output
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -30,8 +31,13 @@ M = TypeVar("M", bound="PretrainedMixin")
 
 @contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary folder that replaces ``path`` only when the block finishes without error."""
+    """Yield a temporary folder that replaces ``path`` only when the block finishes without error.
+
+    A symlink to a folder has its target replaced; a path that exists and is not a folder is refused.
+    """
     path = Path(path)
+    check_output_dir(path)
+    path = resolve_output(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:

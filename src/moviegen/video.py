@@ -2,13 +2,13 @@
 
 Reading turns every failure (missing, empty, corrupt, not a video) into one clear MovieGenError.
 Writing encodes H.264 (yuv420p) into a temporary file beside the target and renames it into place,
-so an interrupted or failed write never leaves a half-written file.
+so an interrupted or failed write never leaves a half-written file; a symlink's target is written and a
+device such as ``/dev/null`` is written in place, never replaced (:mod:`moviegen.files`).
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from fractions import Fraction
 from pathlib import Path
 
@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from moviegen.errors import MovieGenError
+from moviegen.files import check_output_file, publish, temporary_sibling
 
 
 def read_video(path: str | Path, max_frames: int | None = None) -> tuple[Tensor, float]:
@@ -72,9 +73,8 @@ class VideoWriter:
         self._tmp: str | None = None
 
     def __enter__(self) -> VideoWriter:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=".mp4", dir=self.path.parent)
-        os.close(fd)
+        check_output_file(self.path, "output video")
+        self._tmp = str(temporary_sibling(self.path, suffix=".mp4"))
         self._container = av.open(self._tmp, mode="w", format="mp4")
         return self
 
@@ -104,8 +104,7 @@ class VideoWriter:
                 self._container.mux(self._stream.encode())
             self._container.close()
             if exc_type is None:
-                os.chmod(self._tmp, 0o666 & ~_umask())  # mkstemp creates 0600 files
-                os.replace(self._tmp, self.path)
+                publish(self._tmp, self.path)
         finally:
             if self._tmp and os.path.exists(self._tmp):
                 os.unlink(self._tmp)
@@ -116,9 +115,3 @@ def write_video(path: str | Path, video: Tensor, fps: float = 16.0, crf: int = 1
     with VideoWriter(path, fps, crf) as writer:
         writer.write(video)
     return Path(path)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
