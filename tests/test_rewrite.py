@@ -17,19 +17,18 @@ from moviegen.errors import MovieGenError
 from moviegen.models.text import quoted_text
 from moviegen.rewrite import (
     DEFAULT_SYSTEM_PROMPT,
-    SCENE,
     OpenAIRewriter,
     Rewriter,
     TemplateRewriter,
     TransformersRewriter,
+    caption_style,
     load_rewriter,
     rewrite_cli,
-    rewrite_for_generation,
     rewrite_prompt,
     rewriter_from_options,
 )
 
-T = TemplateRewriter()
+T = TemplateRewriter(caption_style("world"))
 
 
 class Canned:
@@ -45,87 +44,134 @@ class Canned:
 
 # --- template backend -------------------------------------------------------------------------------
 
+W = TemplateRewriter(caption_style("world"))
+
 
 @pytest.mark.parametrize(
     "prompt, expected",
     [
-        ("red ball moving left", "a red circle moving to the left on a dark background"),
-        ("A blue box falling.", "a blue square moving down on a dark background"),
-        ("a yellow block staying still against black", "a yellow square staying still on a dark background"),
-        ("the cyan wedge travels upward", "a cyan triangle moving up on a dark background"),
-        ("a ball that is not moving", "a circle staying still on a dark background"),
-        ("green triangle", "a green triangle on a dark background"),
-        ("video of a white disc sliding right", "a white circle moving to the right on a dark background"),
-        ("a cat", "Camera: static. a cat"),
-        ("astronaut", "Camera: static. an astronaut"),
-        ("a tabby cat looking up", "Camera: static. a tabby cat looking up"),
+        ("red ball moving left", "a red circle moving to the left"),
+        ("A blue box falling.", "a blue square moving down"),
+        ("a yellow block staying still against black", "a yellow square staying still"),
+        ("the cyan wedge travels upward", "a cyan triangle moving up"),
+        ("a ball that is not moving", "a circle staying still"),
+        ("green triangle", "a green triangle"),
+        ("video of a white disc sliding right", "a white circle moving to the right"),
+        ("an orange disc drifting upward", "a orange circle moving up"),
+        ("a crimson orb gliding from right to left", "a red circle moving to the left"),
+        ("Turquoise cube, hovering", "a cyan square staying still"),
+        ("hot pink pyramid descending toward the bottom of the frame", "a magenta triangle moving down"),
+        ("a cat", "a cat"),
+        ("astronaut", "an astronaut"),
+        ("a tabby cat looking up", "a tabby cat looking up"),
+        ("a kitten", "a cat"),
         ("a cat, the camera pans left", "Camera: pan left. a cat"),
         ("the camera zooms in on an astronaut", "Camera: zoom in. an astronaut"),
         ("tilting upwards over a rocket", "Camera: tilt up. a rocket"),
+        ("zooming out from an espresso cup", "Camera: zoom out. a cup of coffee"),
+        ("a locked-off shot of a mug of coffee", "Camera: static. a cup of coffee"),
+        ("the camera pans up over a spacecraft", "Camera: tilt up. a rocket"),
+        ("the camera slowly pushes in on a kitten", "Camera: zoom in. a cat"),
         ("a red ball moving left, with the camera panning right",
-         "Camera: pan right. a red circle moving to the left on a dark background"),
-        ("A dog running on the beach", f"A video of a dog running on the beach. {SCENE}"),
-        ("two red balls", f"A video of two red balls. {SCENE}"),
-        ("a black ball", f"A video of a black ball. {SCENE}"),
-        ("Paris at night", f"A video of Paris at night. {SCENE}"),
-        ("a dog with a static camera", f"Camera: static. A video of a dog. {SCENE}"),
+         "Camera: pan right. a red circle moving to the left"),
+        ("A dog running on the beach", "A dog running on the beach"),
+        ("two red balls", "two red balls"),
+        ("a black ball", "a black ball"),
+        ("Paris at night", "Paris at night"),
+        ("a dog with a static camera", "Camera: static. a dog"),
     ],
 )  # fmt: skip
-def test_template_rewrites(prompt, expected):
-    assert rewrite_prompt(prompt, T) == expected
+def test_template_rewrites_into_the_world_caption_style(prompt, expected):
+    assert rewrite_prompt(prompt, W) == expected
+
+
+def test_template_never_adds_content():
+    """No background, lighting, lead-in, camera label or motion the prompt did not ask for."""
+    for prompt in ["red ball", "a cat", "A dog running on the beach", "green triangle", 'a sign "Hi"']:
+        out = rewrite_prompt(prompt, W).lower()
+        for added in ("background", "lighting", "a video of", "camera:", "moving", "scene"):
+            assert added not in out or added in prompt.lower(), (prompt, out)
+
+
+def test_template_without_a_style_only_moves_camera_phrases():
+    free = TemplateRewriter()
+    assert rewrite_prompt("a red sphere drifts leftward", free) == "a red sphere drifts leftward"
+    assert (
+        rewrite_prompt("a dog on a beach, the camera pans left", free) == "Camera: pan left. a dog on a beach"
+    )
+    assert rewrite_prompt("the camera dollies in on a dog", free) == "Camera: dolly in. a dog"
 
 
 def test_template_is_deterministic_and_idempotent():
-    prompts = ["red ball moving left", "a cat, camera pans left", "a dog on a beach", 'a sign "Hi"']
-    for p in prompts:
-        once = rewrite_prompt(p, T)
-        assert rewrite_prompt(p, TemplateRewriter()) == once
-        assert rewrite_prompt(once, T) == once
+    prompts = ["red ball moving left", "a cat, camera pans left", "a dog on a beach", 'a sign "Hi"',
+               "a crimson orb gliding from right to left", "zooming out from an espresso cup"]  # fmt: skip
+    for rewriter in (W, TemplateRewriter()):
+        for p in prompts:
+            once = rewrite_prompt(p, rewriter)
+            assert rewrite_prompt(p, type(rewriter)(rewriter.style)) == once
+            assert rewrite_prompt(once, rewriter) == once
 
 
 def test_template_uses_world_words_for_every_synonym():
-    shapes = {"circle": ["circle", "ball", "disc"], "square": ["square", "box", "block"],
-              "triangle": ["triangle", "wedge"]}  # fmt: skip
+    shapes = {"circle": ["circle", "ball", "disc", "sphere", "orb"],
+              "square": ["square", "box", "block", "cube"],
+              "triangle": ["triangle", "wedge", "pyramid"]}  # fmt: skip
     motions = {"left": "moves left", "right": "travels right", "up": "rising", "down": "falling",
                "still": "resting in place"}  # fmt: skip
     for color in COLORS:
         for shape, words in shapes.items():
             for motion, phrase in motions.items():
                 for word in words:
-                    out = rewrite_prompt(f"a {color} {word} {phrase}", T)
-                    assert out == f"a {color} {shape} {MOTION_PHRASES[motion][0]} on a dark background"
+                    out = rewrite_prompt(f"a {color} {word} {phrase}", W)
+                    assert out == f"a {color} {shape} {MOTION_PHRASES[motion][0]}"
 
 
 def test_template_maps_world_training_captions_to_the_same_attributes():
     world = World(WorldConfig.preset("small", frames=2))
-    for index in range(30):
+    for index in range(40):
         clip = world.clip("train", index)
-        out = rewrite_prompt(clip.caption, T)
+        out = rewrite_prompt(clip.caption, W)
         if clip.kind == "object":
             a = clip.attributes
-            body = f"a {a['color']} {a['shape']} {MOTION_PHRASES[a['motion']][0]} on a dark background"
-            assert out == f"FPS-{clip.fps}. {body}"
+            assert out == f"FPS-{clip.fps}. a {a['color']} {a['shape']} {MOTION_PHRASES[a['motion']][0]}"
         else:
             assert out == clip.caption  # photo phrasing and camera prefix kept as trained
 
 
+def test_template_reads_the_paraphrase_benchmark():
+    from moviegen.eval.paraphrase import paraphrase_prompts
+
+    for p in paraphrase_prompts():
+        r = W.read(p.prompt)
+        got = {"camera": r.camera, "photo": r.subject} if p.kind == "camera" else {
+            "color": r.color, "shape": r.shape, "motion": r.motion}  # fmt: skip
+        assert got == p.truth, p.prompt
+
+
+def test_template_reports_what_the_style_cannot_say():
+    r = W.read("a glowing red ball bouncing on a trampoline")
+    assert (r.color, r.shape, r.in_style) == ("red", "circle", True) and {"bouncing", "trampoline"} <= set(
+        r.dropped
+    )
+    for outside in ("a dog running on a beach", "狗在海滩上跑", "🐶🏖️", "two red balls"):
+        assert W.read(outside).in_style is False
+
+
 def test_template_keeps_motion_to_one_clause():
-    out = rewrite_prompt("a red ball slowly, steadily moving left across the screen, sliding left", T)
-    assert out == "a red circle moving to the left on a dark background"
+    out = rewrite_prompt("a red ball slowly, steadily moving left across the screen, sliding left", W)
+    assert out == "a red circle moving to the left"
 
 
 def test_template_does_not_read_world_words_inside_quotes():
-    out = rewrite_prompt('a sign that says "red ball moving left"', T)
-    assert out == f'A video of a sign that says "red ball moving left". {SCENE}'
+    out = rewrite_prompt('a sign that says "red ball moving left"', W)
+    assert out == 'a sign that says "red ball moving left"'
 
 
 # --- invariants of rewrite_prompt ------------------------------------------------------------------------
 
 
 def test_prefixes_are_kept_verbatim_and_win():
-    assert rewrite_prompt("FPS-8. Camera: pan left. a red ball", T) == (
-        "FPS-8. Camera: pan left. a red circle on a dark background"
-    )
+    assert rewrite_prompt("FPS-8. Camera: pan left. a red ball", T) == "FPS-8. Camera: pan left. a red circle"
     assert rewrite_prompt("Camera: zoom in. a cat, the camera pans left", T) == "Camera: zoom in. a cat"
     backend = Canned("FPS-4. Camera: tilt up. a detailed caption")
     assert rewrite_prompt("FPS-8. a short prompt", backend) == "FPS-8. Camera: tilt up. a detailed caption"
@@ -135,9 +181,9 @@ def test_prefixes_are_kept_verbatim_and_win():
 
 def test_quoted_text_is_kept_verbatim():
     out = rewrite_prompt('FPS-8. Camera: pan left. a sign that says "Movie Gen"', T)
-    assert out == f'FPS-8. Camera: pan left. A video of a sign that says "Movie Gen". {SCENE}'
+    assert out == 'FPS-8. Camera: pan left. a sign that says "Movie Gen"'
     prompt = 'a neon sign reading “OPEN” and a poster saying "Hi"'
-    assert rewrite_prompt(prompt, T) == f"A video of {prompt}. {SCENE}"
+    assert rewrite_prompt(prompt, T) == prompt
     assert quoted_text(rewrite_prompt(prompt, T)) == "OPEN Hi"
 
 
@@ -164,16 +210,21 @@ def test_bad_prompts_and_replies_raise():
             rewrite_prompt("a cat", Canned(reply))
 
 
-def test_rewrite_for_generation():
-    assert rewrite_for_generation("a cat, camera pans left", None, T) == ("a cat", "pan left")
-    assert rewrite_for_generation("a cat, camera pans left", "zoom in", T) == ("a cat", "zoom in")
-    assert rewrite_for_generation("red ball", None, T) == ("a red circle on a dark background", None)
-    with pytest.raises(MovieGenError, match="--fps"):
-        rewrite_for_generation("FPS-8. a cat", None, T)
+def test_llm_backends_are_told_the_caption_style():
+    from moviegen.rewrite import system_prompt
+
+    plain, world = system_prompt(None), system_prompt(caption_style("world"))
+    assert plain == DEFAULT_SYSTEM_PROMPT and "add nothing" in plain
+    assert world.startswith(plain) and "magenta" in world and "moving to the left" in world
+    assert (
+        load_rewriter("openai", caption_style("world"), base_url="http://x/v1", model="m").system_prompt
+        == world
+    )
 
 
 def test_load_rewriter_and_options():
     assert isinstance(load_rewriter("Template"), TemplateRewriter)
+    assert load_rewriter("template", caption_style("world")).style is caption_style("world")
     assert isinstance(load_rewriter("template"), Rewriter)
     with pytest.raises(MovieGenError, match="template, openai, transformers"):
         load_rewriter("gpt")
@@ -255,7 +306,7 @@ def test_openai_request_and_reply(server, monkeypatch):
     assert body["model"] == "tiny-llm" and body["temperature"] == 0
     assert body["messages"] == [{"role": "system", "content": DEFAULT_SYSTEM_PROMPT},
                                 {"role": "user", "content": 'a sign that says "Movie Gen"'}]  # fmt: skip
-    for guidance in ("detailed", "plain", "over-describe", "exactly as written", "caption only"):
+    for guidance in ("add nothing", "plain", "style of the captions", "exactly as written", "caption only"):
         assert guidance in DEFAULT_SYSTEM_PROMPT
     OpenAIRewriter(server["url"], "tiny-llm").rewrite("a cat")
     assert server["requests"][-1]["auth"] is None
@@ -361,7 +412,7 @@ def test_rewrite_cli(server, tiny_lm):
     runner = CliRunner()
     result = runner.invoke(app, ["FPS-8. red ball moving left"])
     assert result.exit_code == 0, result.output
-    assert result.stdout == "FPS-8. a red circle moving to the left on a dark background\n"
+    assert result.stdout == "FPS-8. a red circle moving to the left\n"
     server["content"] = "A short red ball caption."
     result = runner.invoke(app, ["red ball", "--backend", "openai", "--url", server["url"], "--model", "m"])
     assert result.exit_code == 0 and result.stdout == "A short red ball caption.\n"
@@ -379,10 +430,23 @@ def test_moviegen_rewrite_and_generate_rewrite_commands(tmp_path, capsys):
 
     code, out, _ = run_cli(capsys, "rewrite", "Camera: pan left. a cat")
     assert code == 0 and out == "Camera: pan left. a cat\n"
-    code, out, err = run_cli(capsys, "generate", "blue box falling", "--out", tmp_path / "v.mp4", "--model",
-                             "tiny-random", "--steps", "1", "--rewrite")  # fmt: skip
+    code, out, err = run_cli(
+        capsys, "generate", "blue box falling", "--out", tmp_path / "v.mp4", "--steps", "1"
+    )
     assert code == 0, err
-    assert "rewritten prompt: a blue square moving down on a dark background" in err
+    assert "rewritten prompt: FPS-16. a blue square moving down" in err  # on by default for the world model
+    code, out, err = run_cli(capsys, "generate", "blue box falling", "--out", tmp_path / "u.mp4", "--steps",
+                             "1",
+                             "--no-rewrite")  # fmt: skip
+    assert code == 0 and "rewritten" not in err
+    code, out, err = run_cli(capsys, "generate", "blue box falling, the camera pans left", "--out",
+                             tmp_path / "t.mp4",
+                             "--model", "tiny-random", "--steps", "1", "--rewrite")  # fmt: skip
+    assert code == 0 and "rewritten prompt: FPS-16. Camera: pan left. blue box falling" in err
     assert (tmp_path / "v.mp4").stat().st_size > 0
-    code, _, err = run_cli(capsys, "generate", "FPS-8. a cat", "--out", tmp_path / "w.mp4", "--rewrite")
-    assert code == 1 and "--fps" in err and not (tmp_path / "w.mp4").exists()
+    code, _, err = run_cli(capsys, "generate", "FPS-8. a cat", "--out", tmp_path / "w.mp4", "--fps", "16")
+    assert code == 1 and "FPS-8" in err and "16" in err and not (tmp_path / "w.mp4").exists()
+    code, out, err = run_cli(capsys, "generate", "FPS-8. Camera: pan left. a cat", "--out",
+                             tmp_path / "w.mp4",
+                             "--steps", "1")  # fmt: skip
+    assert code == 0 and "8 fps" in out, err

@@ -11,8 +11,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from moviegen.devices import DEVICE_HELP
 from moviegen.errors import MovieGenError
-from moviegen.files import read_json
 
 app = typer.Typer(
     help="Movie Gen: text-to-video foundation models (arXiv 2410.13720).",
@@ -43,15 +43,37 @@ def progress() -> Progress:
 
 
 def load_tae(model: str | None):
-    """A TAE from a ``save_pretrained`` folder, or an untrained preset (``tiny``, ``paper``)."""
+    """A TAE: the shipped model's by default, a TAE folder, a pipeline folder (its ``tae/``), or an untrained
+    preset by name (``tiny``, ``paper``)."""
     from moviegen.models.tae import TAE, TAEConfig
+    from moviegen.pipeline import DEFAULT_MODEL, INDEX_NAME
 
-    if model is None or (model in TAEConfig.PRESETS and not Path(model).exists()):
-        name = model or "tiny"
-        console.print(f"[yellow]note:[/] no --model folder given: using an untrained '{name}' TAE")
+    if model is None:
+        model = str(DEFAULT_MODEL / "tae")
+    elif model in TAEConfig.PRESETS and not Path(model).exists():
+        console.print(
+            f"[yellow]note:[/] '{model}' is an untrained preset TAE (give a folder for a trained one)"
+        )
         torch.manual_seed(0)
-        return TAE(TAEConfig.preset(name)).eval()
+        return TAE(TAEConfig.preset(model)).eval()
+    if (Path(model) / INDEX_NAME).is_file():
+        model = str(Path(model) / "tae")
     return TAE.from_pretrained(model).eval()
+
+
+def flags_show_no_type() -> None:
+    """Typer prints flags that take no value as ``--json <bool>``; show them as plain ``--json``."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+    if getattr(shown, "_flags_fixed", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if getattr(self, "is_flag", False) else shown(self, ctx)
+
+    display_type_rich._flags_fixed = True
+    TyperOption.display_type_rich = display_type_rich
 
 
 def pad_to_multiple(video: torch.Tensor, multiple: int) -> torch.Tensor:
@@ -67,29 +89,39 @@ def pad_to_multiple(video: torch.Tensor, multiple: int) -> torch.Tensor:
 def tae_roundtrip(
     src: Annotated[Path, typer.Argument(help="Input video file.")],
     out: Annotated[Path, typer.Option("--out", help="Where to write the reconstructed MP4.")],
-    model: Annotated[str | None, typer.Option(help="TAE folder (save_pretrained) or preset name.")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="TAE folder, pipeline folder or preset name (default: the shipped TAE)."),
+    ] = None,
     max_frames: Annotated[int | None, typer.Option(help="Read at most this many frames.")] = None,
     tile_frames: Annotated[int, typer.Option(help="Encoder tile length in frames (0: untiled).")] = 32,
     tile_latents: Annotated[int, typer.Option(help="Decoder window in latent frames (0: untiled).")] = 4,
     overlap_latents: Annotated[int, typer.Option(help="Decoder window overlap in latent frames.")] = 2,
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
 ) -> None:
     """Encode and decode a real video file; print PSNR, SSIM and the latent shape."""
+    from moviegen.devices import autocast, resolve_device
     from moviegen.eval.reconstruction import ReconstructionScore
+    from moviegen.files import check_output_file
     from moviegen.video import VideoWriter, read_video
 
     if max_frames is not None and max_frames <= 0:
         raise MovieGenError(f"--max-frames must be positive, got {max_frames}")
+    if min(tile_frames, tile_latents, overlap_latents) < 0:
+        raise MovieGenError("--tile-frames, --tile-latents and --overlap-latents must be >= 0")
+    check_output_file(out, "output video")
+    dev = resolve_device(device)
     video, fps = read_video(src, max_frames=max_frames)
-    tae = load_tae(model)
-    x = pad_to_multiple(video.unsqueeze(0), tae.compression)
+    tae = load_tae(model).to(dev)
+    x = pad_to_multiple(video.unsqueeze(0), tae.compression).to(dev)
     score = ReconstructionScore()
     _, t, h, w = video.shape
-    with torch.inference_mode(), progress() as bar, VideoWriter(out, fps) as writer:
+    with torch.inference_mode(), autocast(dev), progress() as bar, VideoWriter(out, fps) as writer:
         z = tae.encode(x, tile_frames=tile_frames or None)
         task = bar.add_task("decoding", total=t, status="")
         chunks = tae.decode_chunks(z, t, tile_latents or None, overlap_latents)
         for chunk in chunks:
-            recon = chunk[0, :, :, :h, :w].clamp(-1, 1)
+            recon = chunk[0, :, :, :h, :w].float().clamp(-1, 1).cpu()
             score.update(recon, video[:, writer.frames_written : writer.frames_written + recon.shape[1]])
             writer.write(recon)
             bar.update(task, advance=recon.shape[1])
@@ -157,18 +189,20 @@ def train_world_command(
     tae: Annotated[
         Path | None, typer.Option(help="Reuse a trained TAE folder (e.g. an earlier OUT/tae).")
     ] = None,
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
 ) -> None:
     """Train the TAE and the text-to-video backbone on the built-in world; write a pipeline."""
-
+    from moviegen.devices import resolve_device
+    from moviegen.files import check_output_dir, read_json_object
     from moviegen.train.world import WorldRecipe, train_world
 
     overrides: dict = {}
     if config is not None:
-        overrides = read_json(config, "config file", missing=f"config file not found: {config}")
-        if not isinstance(overrides, dict):
-            raise MovieGenError(f"config file {config} must hold a JSON object")
+        overrides = read_json_object(config, "config file", missing=f"config file not found: {config}")
     overrides |= {k: v for k, v in (("steps", steps), ("seed", seed)) if v is not None}
     recipe = WorldRecipe.preset("quick" if quick else "default", **overrides)
+    check_output_dir(out)
+    dev = resolve_device(device)
     with progress() as bar:
         tasks: dict[str, int] = {}
 
@@ -178,7 +212,7 @@ def train_world_command(
             status = " ".join(f"{k} {v:.4f}" for k, v in terms.items() if k in ("l1", "loss", "val"))
             bar.update(tasks[stage], completed=step, status=status)
 
-        train_world(recipe, out, progress=report, tae_from=tae)
+        train_world(recipe, out, progress=report, tae_from=tae, device=dev)
     typer.echo(f"wrote {out / 'pipeline'}")
 
 
@@ -192,18 +226,24 @@ def eval_world_command(
     guidance: Annotated[
         float | None, typer.Option(help="Guidance scale (default: the model's own, else 7.5).")
     ] = None,
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
 ) -> None:
     """Generate held-out compositions and camera motions; score them with the classical detector."""
     import json
 
     from moviegen.eval.world import evaluate_world, tae_roundtrip_scores
-    from moviegen.files import write_atomic
+    from moviegen.files import check_output_file, write_atomic
+    from moviegen.pipeline import check_guidance_scale
 
-    if seeds < 1:
-        raise MovieGenError(f"--seeds must be >= 1, got {seeds}")
-    if guidance is not None and not guidance >= 0:
-        raise MovieGenError(f"--guidance must be >= 0, got {guidance}")
-    pipe = load_pipeline(model)
+    if seeds < 1 or seeds > 1000:
+        raise MovieGenError(f"--seeds must be in [1, 1000], got {seeds}")
+    if num_seen < 0:
+        raise MovieGenError(f"--num-seen must be >= 0, got {num_seen}")
+    if guidance is not None:
+        check_guidance_scale(guidance, "--guidance")
+    if out is not None:
+        check_output_file(out, "report")
+    pipe = load_pipeline(model, device)
     guidance = pipe.guidance_scale if guidance is None else guidance
     samplers = [("linear-quadratic", 50)] + ([] if quick else [("linear", 250)])
 
@@ -231,6 +271,58 @@ def eval_world_command(
     typer.echo(json.dumps(results))
 
 
+@eval_app.command("paraphrase")
+def eval_paraphrase_command(
+    model: Annotated[str | None, typer.Option(help="Pipeline folder (default: the shipped model).")] = None,
+    sets: Annotated[
+        str,
+        typer.Option("--set", help="builtin, blind, both, or a JSON file of {prompt, kind, truth} items."),
+    ] = "both",
+    seeds: Annotated[int, typer.Option(help="Seeds per prompt.")] = 2,
+    guidance: Annotated[
+        float | None, typer.Option(help="Guidance scale (default: the model's own, else 7.5).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Also write the JSON report here.")] = None,
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
+) -> None:
+    """Held-out compositions and camera motions phrased as people write them, with and without rewriting."""
+    import json
+
+    from moviegen.eval import paraphrase as para
+    from moviegen.files import check_output_file, write_atomic
+    from moviegen.pipeline import check_guidance_scale
+
+    if not 1 <= seeds <= 1000:
+        raise MovieGenError(f"--seeds must be in [1, 1000], got {seeds}")
+    if guidance is not None:
+        check_guidance_scale(guidance, "--guidance")
+    if out is not None:
+        check_output_file(out, "report")
+    named = {"builtin": para.paraphrase_prompts, "blind": lambda: para.read_prompt_set(para.BLIND_SET)}
+    chosen = ["builtin", "blind"] if sets == "both" else [sets]
+    prompt_sets = {s: named[s]() if s in named else para.read_prompt_set(s) for s in chosen}
+    pipe = load_pipeline(model, device)
+
+    def generate(p, seed, rewrite):
+        return pipe(p.prompt, fps=16, seed=seed, guidance_scale=guidance, rewrite=rewrite)
+
+    results = {}
+    with progress() as bar:
+        task = bar.add_task("evaluating", total=None, status="")
+        for name, prompts in prompt_sets.items():
+            bar.update(task, status=name)
+            scores = para.evaluate_paraphrases(
+                generate, prompts, seeds, progress=lambda i, n: bar.update(task, completed=i, total=n)
+            )
+            results |= {f"{name} {mode}": row for mode, row in scores.items()}
+    if out is not None:
+        write_atomic(out, json.dumps(results, indent=2) + "\n")
+    keys = ["held_out_color", "held_out_shape", "held_out_motion", "camera"]
+    typer.echo(f"{'prompts':<24}" + "".join(f"{k:>17}" for k in keys))
+    for name, row in results.items():
+        typer.echo(f"{name:<24}" + "".join(f"{row.get(k, float('nan')):>17.1f}" for k in keys))
+
+
 @eval_app.command("guidance")
 def eval_guidance_command(
     model: Annotated[str | None, typer.Option(help="Pipeline folder (default: the shipped model).")] = None,
@@ -242,6 +334,7 @@ def eval_guidance_command(
     write: Annotated[
         bool, typer.Option("--write", help="Store the best scale in the model's model_index.json.")
     ] = False,
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
 ) -> None:
     """Choose a model's guidance scale on training compositions of the world (not the held-out ones)."""
     from moviegen.eval.world import calibrate_pipeline_guidance
@@ -255,7 +348,7 @@ def eval_guidance_command(
         raise MovieGenError(f"--scales must be numbers in [0, 1000), got {scales!r}")
     if seeds < 1 or num_seen < 0:
         raise MovieGenError(f"--seeds must be >= 1 and --num-seen >= 0, got {seeds} and {num_seen}")
-    pipe = load_pipeline(model)
+    pipe = load_pipeline(model, device)
     with progress() as bar:
         task = bar.add_task("calibrating", total=None, status="")
         best, table = calibrate_pipeline_guidance(
@@ -290,30 +383,40 @@ def bench(
     guidance: Annotated[
         float | None, typer.Option(help="Guidance scale (default: the model's own, else 7.5).")
     ] = None,
+    rewrite: Annotated[
+        bool | None,
+        typer.Option(
+            "--rewrite/--no-rewrite",
+            help="Rewrite prompts into the model's caption style (default: on when the model has one).",
+        ),
+    ] = None,  # fmt: skip
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
 ) -> None:
     """Generate a benchmark prompt set with fixed seeds (resumable); bad rows are reported, not fatal."""
     from moviegen.eval.bench import read_prompts, run_bench
-    from moviegen.models.text import parse_prompt_prefix
+    from moviegen.files import check_output_dir
     from moviegen.pipeline import GenerationRequest
 
     if limit is not None and limit < 1:
         raise MovieGenError(f"--limit must be at least 1 (got {limit})")
+    if not 1 <= seeds <= 1000:
+        raise MovieGenError(f"--seeds must be in [1, 1000], got {seeds}")
+    check_output_dir(out)
     items, row_errors = read_prompts(prompts)
     for e in row_errors:
         console.print(f"[yellow]{prompts}:[/] {e}", highlight=False, soft_wrap=True)
     items = items[:limit] if limit is not None else items
     GenerationRequest("x", frames, height, width, fps, steps, schedule, guidance, 0, None).validate()
-    pipe = load_pipeline(model)
+    pipe = load_pipeline(model, device)
+    pipe.check_request("x", frames, height, width, fps, steps, schedule, guidance)
     guidance = pipe.guidance_scale if guidance is None else guidance
+    rewrite = pipe.rewrite_by_default if rewrite is None else rewrite
     settings = dict(model=str(model or "default"), frames=frames, height=height, width=width, fps=fps,
-                    steps=steps, schedule=schedule, guidance=guidance)  # fmt: skip
+                    steps=steps, schedule=schedule, guidance=guidance, rewrite=rewrite)  # fmt: skip
 
     def generate(prompt: str, seed: int) -> torch.Tensor:
-        prompt_fps, camera, text = parse_prompt_prefix(prompt)
-        if prompt_fps is not None and prompt_fps != fps:
-            raise MovieGenError(f"the prompt asks for FPS-{prompt_fps} but the bench runs at --fps {fps}")
-        return pipe(text, num_frames=frames, height=height, width=width, fps=fps, num_steps=steps,
-                    schedule=schedule, guidance_scale=guidance, seed=seed, camera_motion=camera)  # fmt: skip
+        return pipe(prompt, num_frames=frames, height=height, width=width, fps=fps, num_steps=steps,
+                    schedule=schedule, guidance_scale=guidance, seed=seed, rewrite=rewrite)  # fmt: skip
 
     with progress() as bar:
         task = bar.add_task("generating", total=None, status="")
@@ -357,11 +460,20 @@ def metrics(
         str, typer.Option(help="Held-out set for --model: 'world' or a folder of MP4 + .txt.")
     ] = "world",
     val_clips: Annotated[int, typer.Option(help="Clips of the world's held-out split.")] = 64,
+    device: Annotated[str, typer.Option(help=DEVICE_HELP + " (for --model and a CLIP encoder)")] = "auto",
 ) -> None:
     """Text alignment, frame consistency and motion score per video and aggregated; tables, JSON, PNGs."""
+    from moviegen.devices import resolve_device
     from moviegen.eval import metrics as m
+    from moviegen.files import check_output_dir
 
-    joint = m.load_encoder(encoder)
+    if not 1 <= val_clips <= 100_000:
+        raise MovieGenError(f"--val-clips must be in [1, 100000], got {val_clips}")
+    if not folder.is_dir():
+        raise MovieGenError(f"bench folder not found: {folder}")
+    check_output_dir(out or folder / "metrics", "report folder")
+    dev = resolve_device(device)
+    joint = m.load_encoder(encoder, device=str(dev))
     with progress() as bar:
         task = bar.add_task("scoring", total=None, status="")
         report = m.evaluate_folder(
@@ -369,7 +481,7 @@ def metrics(
         )
     if model is not None:
         videos, captions = m.held_out_world(val_clips) if val == "world" else m.held_out_folder(val)
-        pipe = load_pipeline(None if model == "default" else model)
+        pipe = load_pipeline(None if model == "default" else model, device)
         report.validation_loss = m.validation_loss(pipe, videos, captions)
     for e in report.errors:
         console.print(f"[red]failed:[/] {e}", highlight=False, soft_wrap=True)
@@ -383,18 +495,21 @@ def metrics(
 RANDOM_PIPELINES = {"tiny-random": "tiny"}
 
 
-def load_pipeline(model: str | None):
-    """A MovieGenPipeline from a folder, or ``tiny-random`` (random weights, offline MiniLM text)."""
+def load_pipeline(model: str | None, device: str = "auto"):
+    """A MovieGenPipeline from a folder, or ``tiny-random`` (random weights, offline MiniLM text), moved to
+    ``device`` (``auto``: CUDA when available)."""
+    from moviegen.devices import resolve_device
     from moviegen.pipeline import DEFAULT_MODEL, MovieGenPipeline
 
+    dev = resolve_device(device)
     if model is None and (DEFAULT_MODEL / "model_index.json").is_file():
-        return MovieGenPipeline.from_pretrained(DEFAULT_MODEL)
+        return MovieGenPipeline.from_pretrained(DEFAULT_MODEL).to(dev)
     if model is None or (model in RANDOM_PIPELINES and not Path(model).exists()):
         name = model or "tiny-random"
         if model is None:
             console.print(f"[yellow]note:[/] no shipped model found: using '{name}' (untrained weights)")
-        return MovieGenPipeline.from_presets(transformer=RANDOM_PIPELINES[name], tae="tiny")
-    return MovieGenPipeline.from_pretrained(model)
+        return MovieGenPipeline.from_presets(transformer=RANDOM_PIPELINES[name], tae="tiny").to(dev)
+    return MovieGenPipeline.from_pretrained(model).to(dev)
 
 
 @app.command()
@@ -405,54 +520,74 @@ def generate(
     frames: Annotated[int, typer.Option(help="Number of frames.")] = 16,
     height: Annotated[int, typer.Option(help="Height in pixels (multiple of 16).")] = 64,
     width: Annotated[int, typer.Option(help="Width in pixels (multiple of 16).")] = 64,
-    fps: Annotated[int, typer.Option(help="Frame rate; also the FPS-N prompt prefix.")] = 16,
+    fps: Annotated[
+        int | None,
+        typer.Option(help="Frame rate, also the FPS-N prompt prefix (default: the prompt's, else 16)."),
+    ] = None,
     steps: Annotated[int, typer.Option(help="Euler steps.")] = 50,
     schedule: Annotated[str, typer.Option(help="linear-quadratic | linear")] = "linear-quadratic",
     guidance: Annotated[
         float | None, typer.Option(help="Guidance scale (default: the model's own, else 7.5).")
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    camera: Annotated[str | None, typer.Option(help="Camera-motion prefix, e.g. 'pan left'.")] = None,
+    camera: Annotated[
+        str | None,
+        typer.Option(help="Camera motion, e.g. 'pan left' (or a 'Camera: pan left.' prompt prefix)."),
+    ] = None,
     rewrite: Annotated[
-        bool, typer.Option("--rewrite", help="Expand the prompt first (moviegen rewrite).")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--rewrite/--no-rewrite",
+            help="Rewrite the prompt into the model's caption style "
+            "(default: on when the model has one; moviegen rewrite).",
+        ),
+    ] = None,  # fmt: skip
     rewriter: Annotated[
-        str, typer.Option(help="--rewrite backend: template | openai | transformers.")
+        str, typer.Option(help="Rewriter backend: template | openai | transformers.")
     ] = "template",
     rewriter_url: Annotated[str | None, typer.Option(help="openai rewriter: server base URL.")] = None,
     rewriter_model: Annotated[str | None, typer.Option(help="openai rewriter: model name.")] = None,
     rewriter_path: Annotated[
         Path | None, typer.Option(help="transformers rewriter: local LM folder.")
     ] = None,
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
 ) -> None:
     """Generate a video from a text prompt and write it as an MP4."""
+    from moviegen.files import check_output_file
     from moviegen.pipeline import GenerationRequest
 
-    if rewrite:
-        from moviegen.rewrite import rewrite_for_generation, rewriter_from_options
-
-        backend = rewriter_from_options(rewriter, rewriter_url, rewriter_model, rewriter_path)
-        prompt, camera = rewrite_for_generation(prompt, camera, backend)
-        console.print(f"[cyan]rewritten prompt:[/] {prompt}", highlight=False, soft_wrap=True)
     GenerationRequest(prompt, frames, height, width, fps, steps, schedule, guidance, seed, camera).validate()
-    pipe = load_pipeline(model)
+    check_output_file(out, "output video")
+    pipe = load_pipeline(model, device)
+    pipe.check_request(prompt, frames, height, width, fps, steps, schedule, guidance, seed, camera)
+    if rewriter != "template" or rewriter_url or rewriter_model or rewriter_path:
+        from moviegen.rewrite import rewriter_from_options
+
+        options = (rewriter, rewriter_url, rewriter_model, rewriter_path, pipe.style, str(pipe.device))
+        pipe.rewriter = rewriter_from_options(*options)
+        rewrite = True if rewrite is None else rewrite
+    prepared = pipe.prepare_prompt(prompt, fps, camera, rewrite)
+    if prepared.rewritten:
+        console.print(f"[cyan]rewritten prompt:[/] {prepared.encoded}", highlight=False, soft_wrap=True)
+    for note in prepared.notes:
+        console.print(f"[yellow]warning:[/] {note}", highlight=False, soft_wrap=True)
     with progress() as bar:
         task = bar.add_task("sampling", total=steps, status="")
         video = pipe(
-            prompt,
+            prepared,
             num_frames=frames,
             height=height,
             width=width,
-            fps=fps,
             num_steps=steps,
             schedule=schedule,
             guidance_scale=guidance,
             seed=seed,
-            camera_motion=camera,
             callback=lambda i, n: bar.update(task, completed=i + 1),
         )
-    pipe.export_mp4(video, out, fps=fps)
-    typer.echo(f"wrote {out} ({video.shape[1]} frames, {video.shape[2]}x{video.shape[3]}, {fps} fps)")
+    pipe.export_mp4(video, out, fps=prepared.fps)  # checks that the file holds every frame
+    typer.echo(
+        f"wrote {out} ({video.shape[1]} frames, {video.shape[2]}x{video.shape[3]}, {prepared.fps} fps)"
+    )
 
 
 @app.command()

@@ -15,35 +15,58 @@ Latents are normalised for the transformer by :meth:`TAE.normalize` (the scale s
 config) and un-normalised by :meth:`TAE.denormalize` before decoding.
 
 The guidance scale is a property of a trained model: the paper's 7.5 (§3.1.6) suits a 30B backbone, a
-small one can be pushed off its data by it (the shipped world model follows prompts best near 1.5). So
-the index may hold the model's own ``guidance_scale``, the default of every call that does not pass one;
+small one can be pushed off its data by it (the shipped world model's own scale is 2). So the index may
+hold the model's own ``guidance_scale``, the default of every call that does not pass one;
 ``moviegen eval guidance --write`` (and the world recipe) choose it on training compositions.
+
+Prompts (:meth:`MovieGenPipeline.prepare_prompt`): a leading ``FPS-<n>.`` / ``Camera: <label>.`` prefix
+is read as the frame rate / camera motion (it must agree with explicit ones). When the index names the
+model's ``caption_style``, the prompt is rewritten into it by default (paper §3.6, :mod:`moviegen.rewrite`):
+the model then sees the kind of text it was trained on, whatever words the user chose.
+
+Integrity: the index records the SHA-256 of every weight file (``weights_sha256``); loading checks them
+and names a damaged file (safetensors itself checks only its header). A sample that comes out non-finite
+is refused rather than written as a black video.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
 from moviegen import __version__, flow
+from moviegen.devices import autocast
 from moviegen.errors import MovieGenError
 from moviegen.files import read_json, write_atomic
 from moviegen.models.tae import TAE, TAEConfig
-from moviegen.models.text import TextConditioner, compose_prompt, default_text_conditioner
+from moviegen.models.text import (
+    TextConditioner,
+    compose_prompt,
+    default_text_conditioner,
+    merge_prompt_controls,
+    parse_prompt_prefix,
+)
 from moviegen.models.transformer import MovieGenTransformer, TransformerConfig
-from moviegen.pretrained import atomic_dir
-from moviegen.video import write_video
+from moviegen.pretrained import WEIGHTS_NAME, atomic_dir
+from moviegen.rewrite.style import CaptionStyle
+from moviegen.rewrite.style import caption_style as find_caption_style
+from moviegen.rewrite.template import TemplateRewriter
+from moviegen.video import MAX_FPS, write_video
 
 INDEX_NAME = "model_index.json"
 DEFAULT_MODEL = Path(__file__).parent / "weights" / "world"  # shipped by the world recipe
 COMPONENTS = {"text": TextConditioner, "transformer": MovieGenTransformer, "tae": TAE}
 SCHEDULES = ("linear-quadratic", "linear")
 SPATIAL_MULTIPLE = 16  # TAE 8× times the 2×2 patch
+DEFAULT_FPS = 16
+MAX_SEED = 2**63 - 1
+MAX_GUIDANCE = 1e3
 
 
 def schedule_times(schedule: str, num_steps: int) -> Tensor:
@@ -65,7 +88,7 @@ class GenerationRequest:
     num_frames: int
     height: int
     width: int
-    fps: int
+    fps: int | None  # None: the prompt's FPS prefix, else 16
     num_steps: int
     schedule: str
     guidance_scale: float | None  # None: the model's default
@@ -73,8 +96,14 @@ class GenerationRequest:
     camera_motion: str | None = None
 
     def validate(self) -> None:
-        if not self.prompt or not self.prompt.strip():
-            raise MovieGenError("the prompt is empty")
+        """Every argument checked before any work; bad ones are one clear :class:`MovieGenError`."""
+        _, fps, _ = merge_prompt_controls(self.prompt, self.fps, self.camera_motion)
+        for name, value in (("frames", self.num_frames), ("height", self.height), ("width", self.width),
+                            ("steps", self.num_steps), ("seed", self.seed)):  # fmt: skip
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise MovieGenError(f"{name} must be an integer, got {value!r}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise MovieGenError(f"seed must be in [0, 2^63 - 1], got {self.seed}")
         if self.num_frames < 1:
             raise MovieGenError(f"frames must be >= 1, got {self.num_frames}")
         if (
@@ -87,19 +116,63 @@ class GenerationRequest:
                 f"height and width must be positive multiples of {SPATIAL_MULTIPLE}, "
                 f"got {self.height}x{self.width}"
             )
-        if self.fps < 1:
-            raise MovieGenError(f"fps must be >= 1, got {self.fps}")
-        if self.guidance_scale is not None and not self.guidance_scale >= 0:
-            raise MovieGenError(f"guidance must be >= 0, got {self.guidance_scale}")
+        if fps is not None and not 1 <= fps <= MAX_FPS:
+            raise MovieGenError(f"fps must be in [1, {MAX_FPS}] (what MP4 players keep), got {fps}")
+        if self.guidance_scale is not None:
+            check_guidance_scale(self.guidance_scale, "guidance")
+        if self.num_steps > 10_000:
+            raise MovieGenError(f"steps must be at most 10000, got {self.num_steps}")
         schedule_times(self.schedule, self.num_steps)
-        compose_prompt(self.prompt, fps=self.fps, camera_motion=self.camera_motion)
 
 
-def check_guidance_scale(scale: object) -> float:
-    """A model's default guidance scale: a plain number in [0, 1000)."""
-    if isinstance(scale, bool) or not (isinstance(scale, int | float) and 0 <= scale < 1e3):
-        raise MovieGenError(f"guidance_scale must be a number in [0, 1000), got {scale!r}")
+def check_guidance_scale(scale: object, name: str = "guidance_scale") -> float:
+    """A guidance scale: a finite number in [0, 1000) (NaN, inf and 1e30 only ever give garbage)."""
+    if isinstance(scale, bool) or not (isinstance(scale, int | float) and 0 <= scale < MAX_GUIDANCE):
+        raise MovieGenError(f"{name} must be a number in [0, 1000) (finite), got {scale!r}")
     return float(scale)
+
+
+@dataclass(frozen=True)
+class PreparedPrompt:
+    """A prompt as the text encoders will see it, and what happened on the way."""
+
+    text: str  # the description, without prefixes
+    fps: int
+    camera_motion: str | None
+    original: str
+    rewritten: bool = False  # rewriting changed the description or found a camera motion
+    dropped: tuple[str, ...] = ()  # words the model's captions have no words for
+    in_style: bool | None = None  # does the model know what is asked (None: no caption style)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def encoded(self) -> str:
+        return compose_prompt(self.text, fps=self.fps, camera_motion=self.camera_motion)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify_weights(path: Path, index: dict) -> None:
+    """Check every weight file against the SHA-256 the index recorded at save time."""
+    recorded = index.get("weights_sha256")
+    if recorded is None:
+        return  # written before checksums were recorded
+    if not isinstance(recorded, dict):
+        raise MovieGenError(f"{path / INDEX_NAME}: weights_sha256 must be an object")
+    for name, digest in recorded.items():
+        file = path / name
+        if not file.is_file():
+            raise MovieGenError(f"weights file not found: {file}")
+        if file_sha256(file) != digest:
+            raise MovieGenError(
+                f"{path}: weight file {name} is damaged (its SHA-256 differs from the index's)"
+            )
 
 
 def set_guidance_scale(path: str | Path, scale: float) -> None:
@@ -131,6 +204,7 @@ class MovieGenPipeline:
         transformer: MovieGenTransformer,
         tae: TAE,
         guidance_scale: float = flow.GUIDANCE_SCALE,
+        caption_style: str | None = None,
     ):
         if text.model_dim != transformer.config.dim:
             raise MovieGenError(
@@ -143,6 +217,10 @@ class MovieGenPipeline:
             )
         self.text, self.transformer, self.tae = text, transformer, tae
         self.guidance_scale = check_guidance_scale(guidance_scale)
+        self.caption_style = caption_style
+        self.style: CaptionStyle | None = find_caption_style(caption_style)
+        self.rewriter = TemplateRewriter(self.style)
+        self.rewrite_by_default = self.style is not None
         for module in (text, transformer, tae):
             module.eval()
 
@@ -164,6 +242,10 @@ class MovieGenPipeline:
             index = {"_class_name": type(self).__name__, "moviegen_version": __version__}
             index |= {name: cls.__name__ for name, cls in COMPONENTS.items()}
             index["guidance_scale"] = self.guidance_scale
+            if self.caption_style is not None:
+                index["caption_style"] = self.caption_style
+            weights = sorted(f.relative_to(tmp).as_posix() for f in tmp.glob(f"*/{WEIGHTS_NAME}"))
+            index["weights_sha256"] = {name: file_sha256(tmp / name) for name in weights}
             (tmp / INDEX_NAME).write_text(json.dumps(index, indent=2) + "\n")
         return Path(path)
 
@@ -177,14 +259,23 @@ class MovieGenPipeline:
             guidance = check_guidance_scale(index.get("guidance_scale", flow.GUIDANCE_SCALE))
         except MovieGenError as e:
             raise MovieGenError(f"{path / INDEX_NAME}: {e}") from None
+        style = index.get("caption_style")
+        if style is not None and not isinstance(style, str):
+            raise MovieGenError(f"{path / INDEX_NAME}: caption_style must be a name")
+        try:
+            find_caption_style(style)
+        except MovieGenError as e:
+            raise MovieGenError(f"{path / INDEX_NAME}: {e}") from None
+        verify_weights(path, index)
         parts = {}
         for name, component in COMPONENTS.items():
             if index.get(name) != component.__name__:
                 raise MovieGenError(f"{path / INDEX_NAME}: component {name!r} must be a {component.__name__}")
             parts[name] = component.from_pretrained(path / name)
-        return cls(**parts, guidance_scale=guidance)
+        return cls(**parts, guidance_scale=guidance, caption_style=style)
 
     def to(self, device: str | torch.device) -> MovieGenPipeline:
+        """Move every component to ``device`` (``resolve_device`` names one; bf16 autocast on CUDA)."""
         for module in (self.text, self.transformer, self.tae):
             module.to(device)
         return self
@@ -206,42 +297,107 @@ class MovieGenPipeline:
         num_frames: int = 16,
         height: int = 64,
         width: int = 64,
-        fps: int = 16,
+        fps: int | None = None,
         num_steps: int = 50,
         schedule: str = "linear-quadratic",
         guidance_scale: float | None = None,
         seed: int = 0,
         camera_motion: str | None = None,
         callback: Callable[[int, int], None] | None = None,
+        rewrite: bool | None = None,
     ) -> Tensor:
         """Generate one video; returns frames ``(3, num_frames, height, width)`` in [-1, 1].
 
         Deterministic for a fixed seed on a given device (noise comes from a seeded CPU generator).
-        ``guidance_scale`` None is the model's own (:attr:`guidance_scale`).
+        ``guidance_scale`` None is the model's own (:attr:`guidance_scale`); ``fps`` None is the prompt's
+        ``FPS-`` prefix, else 16; ``rewrite`` None is the model's default (:meth:`prepare_prompt`).
         """
-        if guidance_scale is None:
-            guidance_scale = self.guidance_scale
-        req = GenerationRequest(
-            prompt, num_frames, height, width, fps, num_steps, schedule, guidance_scale, seed, camera_motion
-        )
-        req.validate()
-        text_prompt = compose_prompt(prompt, fps=fps, camera_motion=camera_motion)
+        prepared = prompt if isinstance(prompt, PreparedPrompt) else None
+        if prepared is None:
+            args = (num_frames, height, width, fps, num_steps, schedule, guidance_scale, seed, camera_motion)
+            self.check_request(prompt, *args)
+            prepared = self.prepare_prompt(prompt, fps, camera_motion, rewrite)
+        guidance_scale = self.guidance_scale if guidance_scale is None else guidance_scale
         shape = self.latent_shape(num_frames, height, width)
-        self._check_fits(shape)
         times = schedule_times(schedule, num_steps)
         device = self.device
-        autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
         generator = torch.Generator().manual_seed(seed)
         noise = torch.randn((1, *shape), generator=generator).to(device)
-        with autocast:
-            tokens, mask = self.text([text_prompt])
+        with autocast(device):
+            tokens, mask = self.text([prepared.encoded])
             x1 = flow.sample(
                 self.transformer, noise, tokens, mask.to(device), times, guidance_scale, callback=callback
             )
-        frames = self.tae.decode(self.tae.denormalize(x1.float()), num_frames=num_frames)
-        return frames[0].clamp(-1, 1).cpu()
+            frames = self.tae.decode(self.tae.denormalize(x1.float()), num_frames=num_frames)
+        frames = frames[0].float()
+        if not bool(torch.isfinite(frames).all()):
+            raise MovieGenError(
+                "the sample came out non-finite (NaN/inf): the model's weights or the guidance scale "
+                f"({guidance_scale:g}) are broken; nothing was written"
+            )
+        return frames.clamp(-1, 1).cpu()
 
-    def _check_fits(self, shape: tuple[int, int, int, int]) -> None:
+    def check_request(
+        self,
+        prompt: str,
+        num_frames: int = 16,
+        height: int = 64,
+        width: int = 64,
+        fps: int | None = None,
+        num_steps: int = 50,
+        schedule: str = "linear-quadratic",
+        guidance_scale: float | None = None,
+        seed: int = 0,
+        camera_motion: str | None = None,
+    ) -> None:
+        """Every argument, and whether this model can make a video that size, checked before any work."""
+        GenerationRequest(
+            prompt, num_frames, height, width, fps, num_steps, schedule, guidance_scale, seed, camera_motion
+        ).validate()
+        self._check_fits(num_frames, self.latent_shape(num_frames, height, width))
+
+    def prepare_prompt(
+        self,
+        prompt: str,
+        fps: int | None = None,
+        camera_motion: str | None = None,
+        rewrite: bool | None = None,
+    ) -> PreparedPrompt:
+        """The prompt the text encoders will see (paper §3.1.4, §3.6).
+
+        Prefixes are merged with ``fps`` / ``camera_motion`` (:func:`merge_prompt_controls`). With
+        ``rewrite`` (default: on when the model has a caption style) the description is rewritten by
+        :attr:`rewriter` into the model's caption style; an explicit camera motion wins over one the
+        rewriter read from the words.
+        """
+        from moviegen.rewrite import rewrite_prompt
+
+        text, fps, camera = merge_prompt_controls(prompt, fps, camera_motion)
+        fps = DEFAULT_FPS if fps is None else fps
+        rewrite = self.rewrite_by_default if rewrite is None else rewrite
+        notes: list[str] = []
+        reading = TemplateRewriter(self.style).read(text) if self.style is not None else None
+        new_text, new_camera = text, camera
+        if rewrite:
+            _, found, new_text = parse_prompt_prefix(rewrite_prompt(text, self.rewriter))
+            new_camera = camera or found
+        dropped = tuple(reading.dropped) if reading is not None and rewrite else ()
+        in_style = reading.in_style if reading is not None else None
+        if in_style is False:
+            notes.append(f"this model knows {self.style.describe()}; it cannot draw what the prompt asks for "
+                         "(use --model DIR for a model trained on other data)")  # fmt: skip
+        elif dropped:
+            notes.append(f"this model's captions have no words for: {', '.join(dropped)}")
+        encoded = compose_prompt(new_text, fps=fps, camera_motion=new_camera)
+        for name, count, limit in self.text.overlong(encoded):
+            notes.append(
+                f"the prompt is {count} tokens long for the {name} text encoder, which reads only the "
+                f"first {limit}: the rest is cut"
+            )
+        return PreparedPrompt(new_text, fps, new_camera, prompt, (new_text, new_camera) != (text, camera),
+                              dropped, in_style, notes)  # fmt: skip
+
+    def _check_fits(self, num_frames: int, shape: tuple[int, int, int, int]) -> None:
         cfg = self.transformer.config
         _, t, h, w = shape
         pt, ph, pw = cfg.patch_size
@@ -252,7 +408,7 @@ class MovieGenPipeline:
             raise MovieGenError(
                 f"this model generates at most {cfg.max_latent_frames * pt * c} frames of "
                 f"{cfg.max_height_patches * ph * c}x{cfg.max_width_patches * pw * c} px "
-                f"(asked for {grid[0] * pt * c} frames at {h * c}x{w * c})"
+                f"(asked for {num_frames} frames at {h * c}x{w * c})"
             )
 
     @staticmethod

@@ -34,6 +34,7 @@ from torch import Tensor
 from moviegen.config import Config, require
 from moviegen.errors import MovieGenError
 from moviegen.models.text import compose_prompt
+from moviegen.rewrite.style import CaptionStyle
 
 COLORS: dict[str, tuple[int, int, int]] = {
     "red": (225, 35, 35),
@@ -74,6 +75,13 @@ SHAPE_EXTENT = {
 DIRECTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1), "still": (0, 0)}
 
 
+def object_caption(color: str | None, shape: str, motion: str | None = None) -> str:
+    """The canonical caption of one object (first words of :data:`SHAPE_WORDS` / :data:`MOTION_PHRASES`),
+    without prefixes; colour and motion may be left out."""
+    words = [w for w in (color, SHAPE_WORDS[shape][0], MOTION_PHRASES[motion][0] if motion else None) if w]
+    return "a " + " ".join(words)
+
+
 def is_held_out(color: int, shape: int, motion: int) -> bool:
     """True for the object triples that never appear in training data."""
     return (color + 2 * shape + 3 * motion) % 6 == 0
@@ -88,6 +96,24 @@ def held_out_triples() -> list[tuple[str, str, str]]:
         for m in range(len(MOTIONS))
         if is_held_out(c, s, m)
     ]
+
+
+CAPTION_STYLE = CaptionStyle(
+    name="world",
+    colors=tuple(COLORS),
+    shapes={s: SHAPE_WORDS[s][0] for s in SHAPES},
+    motions={m: MOTION_PHRASES[m][0] for m in MOTIONS},
+    subjects=PHOTOS,
+    camera_motions=CAMERA_MOTIONS,
+    object_caption=object_caption,
+    examples=("FPS-16. a red circle moving to the left on a dark background",
+              "FPS-8. blue box travels upward", "FPS-16. Camera: pan left. a cup of coffee",
+              "FPS-16. Camera: zoom in. a ginger cat"),
+    summary=(f"one {', '.join(COLORS)} circle, square or triangle moving left, right, up, down or "
+             f"staying still, or a photo ({', '.join(p[0] for p in PHOTOS.values())}) under a static, "
+             "panning, tilting or zooming camera"),
+)  # fmt: skip
+"""How the world's captions are written, for the prompt rewriter (:mod:`moviegen.rewrite.style`)."""
 
 
 @dataclass(frozen=True)

@@ -390,22 +390,25 @@ def validation_loss(
     """
     from moviegen import flow
 
-    latents = torch.cat([pipeline.tae.encode(videos[i : i + batch]) for i in range(0, len(videos), batch)])
-    latents = pipeline.tae.normalize(latents)
+    device = pipeline.device
+    with torch.no_grad():
+        chunks = [pipeline.tae.encode(videos[i : i + batch].to(device)) for i in range(0, len(videos), batch)]
+    latents = pipeline.tae.normalize(torch.cat(chunks).float().cpu())
     gen = torch.Generator().manual_seed(seed)
     t = flow.sample_timesteps(len(latents), generator=gen)
     noise = torch.randn(latents.shape, generator=gen)
     total = 0.0
     for i in range(0, len(latents), batch):
-        tokens, mask = pipeline.text(list(captions[i : i + batch]))
-        loss = flow.flow_matching_loss(
-            pipeline.transformer,
-            latents[i : i + batch],
-            tokens,
-            mask,
-            t=t[i : i + batch],
-            noise=noise[i : i + batch],
-        )
+        with torch.no_grad():
+            tokens, mask = pipeline.text(list(captions[i : i + batch]))
+            loss = flow.flow_matching_loss(
+                pipeline.transformer,
+                latents[i : i + batch].to(device),
+                tokens,
+                mask.to(device),
+                t=t[i : i + batch].to(device),
+                noise=noise[i : i + batch].to(device),
+            )
         total += float(loss) * len(tokens)
     return total / len(latents)
 

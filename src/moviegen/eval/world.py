@@ -339,7 +339,10 @@ def tae_roundtrip_scores(
 
     @torch.inference_mode()
     def generate(p: EvalPrompt, seed: int, schedule: str, steps: int) -> Tensor:
-        video = render_truth(world, p, seed)
-        return tae.decode(tae.encode(video[None]), num_frames=video.shape[1])[0].clamp(-1, 1)
+        video = render_truth(world, p, seed)[None]
+        params = tae.parameters() if hasattr(tae, "parameters") else iter(())
+        device = next(params, torch.empty(0)).device
+        recon = tae.decode(tae.encode(video.to(device)), num_frames=video.shape[2])
+        return recon[0].float().clamp(-1, 1).cpu()
 
     return evaluate_world(generate, seeds, [("tae-roundtrip", 0)], num_seen, progress)["tae-roundtrip-0"]

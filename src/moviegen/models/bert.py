@@ -130,8 +130,15 @@ class WordPieceTokenizer:
         from tokenizers import Tokenizer
 
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self.counter = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self.counter.no_truncation()
+        self.counter.no_padding()
         self.tokenizer.enable_truncation(max_length)
         self.tokenizer.enable_padding(pad_id=self.tokenizer.token_to_id("[PAD]") or 0, pad_token="[PAD]")
+
+    def count(self, text: str) -> int:
+        """Tokens of ``text`` (special tokens included) before truncation."""
+        return len(self.counter.encode(text).ids)
 
     def __call__(self, texts: list[str]) -> tuple[Tensor, Tensor]:
         encodings = self.tokenizer.encode_batch(texts)

@@ -133,6 +133,10 @@ class _TransformersTextEncoder:
         )
         return batch["input_ids"], batch["attention_mask"]
 
+    def count_tokens(self, text: str) -> int:
+        """How many tokens ``text`` is before truncation at :attr:`max_length`."""
+        return len(self.tokenizer(text, truncation=False)["input_ids"])
+
     def _encode_texts(self, texts: list[str]) -> tuple[Tensor, Tensor]:
         ids, attention = (x.to(self.device) for x in self._tokenize(texts))
         with torch.no_grad():
@@ -207,6 +211,10 @@ class ByT5TextEncoder(T5TextEncoder):
         hidden[rows] = quoted_hidden
         mask[rows] = quoted_mask
         return hidden, mask
+
+    def count_tokens(self, text: str) -> int:
+        quoted = quoted_text(text)
+        return super().count_tokens(quoted) if quoted else 0
 
 
 def extend_positions(table: Tensor, length: int) -> Tensor:
@@ -303,6 +311,9 @@ class MiniLMTextEncoder(_TransformersTextEncoder):
 
     def _tokenize(self, texts: list[str]) -> tuple[Tensor, Tensor]:
         return self.tokenizer(texts)
+
+    def count_tokens(self, text: str) -> int:
+        return self.tokenizer.count(text)
 
     def _forward(self, ids: Tensor, attention: Tensor) -> Tensor:
         return self.model(ids, attention)
@@ -439,6 +450,15 @@ class TextConditioner(nn.Module):
     def forward(self, prompts: list[str]) -> tuple[Tensor, Tensor]:
         return self.project(self.encode_raw(prompts))
 
+    def overlong(self, prompt: str) -> list[tuple[str, int, int]]:
+        """``(encoder, tokens, max_length)`` for every encoder that would cut ``prompt`` short."""
+        out = []
+        for encoder in self.encoders:
+            count = encoder.count_tokens(prompt) if hasattr(encoder, "count_tokens") else 0
+            if count > encoder.max_length:
+                out.append((encoder.name, count, encoder.max_length))
+        return out
+
     def to(self, *args: Any, **kwargs: Any) -> TextConditioner:
         super().to(*args, **kwargs)
         for encoder in self.encoders:
@@ -571,3 +591,27 @@ def parse_prompt_prefix(text: str) -> tuple[int | None, str | None, str]:
     if not rest.strip():
         raise MovieGenError(f"the prompt is empty after its prefix: {text!r}")
     return fps, camera, rest
+
+
+def merge_prompt_controls(
+    prompt: str, fps: int | None = None, camera_motion: str | None = None
+) -> tuple[str, int | None, str | None]:
+    """``(description, fps, camera)`` from a prompt that may start with ``FPS-<n>.`` / ``Camera: <label>.``
+    prefixes, merged with explicitly given settings (``--fps``, ``--camera``).
+
+    The one rule for every command: a prefix and an explicit setting may both be given only when they
+    agree (``--camera "pan left"`` with ``"Camera: pan left. a cat"``); one missing takes the other.
+    """
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise MovieGenError("the prompt is empty")
+    prefix_fps, prefix_camera, text = parse_prompt_prefix(prompt)
+    if camera_motion is not None:
+        camera_motion = " ".join(str(camera_motion).lower().split())
+        compose_prompt("x", camera_motion=camera_motion)  # validates the label
+    if prefix_fps is not None and fps is not None and prefix_fps != fps:
+        raise MovieGenError(f"the prompt asks for FPS-{prefix_fps} but the frame rate given is {fps}")
+    if prefix_camera is not None and camera_motion is not None and prefix_camera != camera_motion:
+        raise MovieGenError(
+            f"the prompt's prefix says 'Camera: {prefix_camera}.' but the camera given is {camera_motion!r}"
+        )
+    return text.strip(), prefix_fps if fps is None else fps, prefix_camera or camera_motion

@@ -45,9 +45,12 @@ Stages, as in the paper but sized for a 2-core CPU:
    as the pipeline's default. The paper's 7.5 suits its 30B model; this small one is pushed off its data
    by it: on the first shipped backbone, held-out colour / shape / camera went 70 / 67.5 / 71 % at 7.5 →
    92.5 / 82.5 / 86 % at 1.5 (2 seeds), with motion 100 % at both;
-6. a :class:`MovieGenPipeline` folder is written.
+6. a :class:`MovieGenPipeline` folder is written, naming the world's caption style (prompts are rewritten
+   into it at inference, :mod:`moviegen.rewrite`).
 
-Losses go to TensorBoard (``DIR/logs``) and to ``DIR/training_log.json``.
+Losses go to TensorBoard (``DIR/logs``) and to ``DIR/training_log.json``. Every stage runs on ``device``
+(``moviegen train world --device``; bf16 autocast on CUDA, :mod:`moviegen.devices`); on the CPU the
+random streams are exactly those of the shipped run.
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ from torch import Tensor
 from moviegen import flow
 from moviegen.config import Config, require
 from moviegen.data.world import World, WorldConfig
+from moviegen.devices import autocast
 from moviegen.eval.plots import plot_loss_curves
 from moviegen.eval.world import CALIBRATION_SCALES, calibrate_pipeline_guidance
 from moviegen.files import write_atomic
@@ -195,19 +199,26 @@ def random_crops(
         yield to_float(torch.stack(windows))
 
 
+def device_generator(gen: torch.Generator, device: torch.device, seed: int) -> torch.Generator:
+    """The CPU generator itself on the CPU (the shipped run's streams), else a seeded one on ``device``."""
+    return gen if device.type == "cpu" else torch.Generator(device=device).manual_seed(seed)
+
+
 def train_tae(
     recipe: WorldRecipe,
     data: Dataset,
     log: Callable[[str, float, int], None],
     progress: Progress | None = None,
+    device: torch.device = torch.device("cpu"),
 ) -> TAE:
     cfg = TAEConfig.preset("tiny", block_out_channels=recipe.tae_channels)
-    tae = TAE(cfg)
+    tae = TAE(cfg).to(device)
     gen = torch.Generator().manual_seed(recipe.seed)
     crop = recipe.tae_crop
 
-    loss = TAELoss(TAELossConfig(opl_weight=recipe.tae_opl_weight, l2_weight=recipe.tae_l2_weight))
-    trainer = TAETrainer(tae, loss, lr=recipe.tae_lr, grad_clip=10.0, generator=gen)
+    loss = TAELoss(TAELossConfig(opl_weight=recipe.tae_opl_weight, l2_weight=recipe.tae_l2_weight)).to(device)
+    dgen = device_generator(gen, device, recipe.seed)
+    trainer = TAETrainer(tae, loss, lr=recipe.tae_lr, grad_clip=10.0, generator=dgen)
     images = data.images if len(data.images) else data.videos[:, :, :1]
     k = recipe.tae_crop_candidates
     batches = mix_images_and_videos(
@@ -218,7 +229,8 @@ def train_tae(
         lr = recipe.tae_lr * 0.5 * (1 + math.cos(math.pi * step / recipe.tae_steps))
         for group in trainer.optimizer.param_groups:
             group["lr"] = lr
-        terms = trainer.train_step(batch)
+        with autocast(device):
+            terms = trainer.train_step(batch.to(device))
         log("tae/l1", terms["l1"], step)
         log("tae/opl", terms["opl"], step)
         if progress:
@@ -232,6 +244,7 @@ def finetune_tae_decoder(
     tae: TAE,
     log: Callable[[str, float, int], None],
     progress: Progress | None = None,
+    device: torch.device = torch.device("cpu"),
 ) -> TAE:
     """Fine-tune the decoder (and post-quant conv) on whole clips; the encoder stays frozen.
 
@@ -241,6 +254,7 @@ def finetune_tae_decoder(
     params = list(tae.decoder.parameters()) + list(tae.post_quant_conv.parameters())
     opt = torch.optim.AdamW(params, lr=recipe.tae_decoder_lr, weight_decay=0.0)
     gen = torch.Generator().manual_seed(recipe.seed + 2)
+    dgen = device_generator(gen, device, recipe.seed + 2)
     steps = recipe.tae_decoder_steps
     tae.eval()
     tae.decoder.train()
@@ -248,9 +262,11 @@ def finetune_tae_decoder(
         for group in opt.param_groups:
             group["lr"] = recipe.tae_decoder_lr * 0.5 * (1 + math.cos(math.pi * step / steps))
         video = to_float(data.videos[torch.randint(len(data.videos), (recipe.tae_batch,), generator=gen)])
-        with torch.no_grad():
-            latent = tae.encode_dist(video).sample(gen)
-        recon = tae.decode(latent, num_frames=video.shape[2], tile_latents=None)
+        video = video.to(device)
+        with autocast(device):
+            with torch.no_grad():
+                latent = tae.encode_dist(video).sample(dgen)
+            recon = tae.decode(latent, num_frames=video.shape[2], tile_latents=None).float()
         l1 = torch.nn.functional.l1_loss(recon, video)
         loss = l1 + recipe.tae_l2_weight * torch.nn.functional.mse_loss(recon, video)
         opt.zero_grad(set_to_none=True)
@@ -280,7 +296,13 @@ class LatentCache:
 
 @torch.inference_mode()
 def encode_latents(tae: TAE, videos: Tensor, batch: int = 16) -> Tensor:
-    return torch.cat([tae.encode(to_float(videos[i : i + batch])) for i in range(0, len(videos), batch)])
+    """TAE latents (on the CPU, fp32) of uint8 clips, encoded on the TAE's device."""
+    device = next(tae.parameters()).device
+    chunks = []
+    for i in range(0, len(videos), batch):
+        with autocast(device):
+            chunks.append(tae.encode(to_float(videos[i : i + batch]).to(device)).float().cpu())
+    return torch.cat(chunks)
 
 
 @torch.inference_mode()
@@ -292,8 +314,8 @@ def encode_captions(
     states, masks = [], []
     for i in range(0, len(unique), batch):
         (hidden, mask), *_ = text.encode_raw(unique[i : i + batch])
-        states.append(hidden)
-        masks.append(mask)
+        states.append(hidden.float().cpu())
+        masks.append(mask.cpu())
     length = max(s.shape[1] for s in states)
     states = [torch.nn.functional.pad(s, (0, 0, 0, length - s.shape[1])) for s in states]
     masks = [torch.nn.functional.pad(m, (0, length - m.shape[1])) for m in masks]
@@ -339,11 +361,14 @@ def validation_loss(
     gen = torch.Generator().manual_seed(seed)
     t = flow.sample_timesteps(len(latents), generator=gen)
     noise = torch.randn(latents.shape, generator=gen)
+    device = next(model.parameters()).device
     model.eval()
     text.eval()
-    with torch.no_grad():
-        tokens, mask = text.project([(text_states, text_masks)])
-        loss = flow.flow_matching_loss(model, latents, tokens, mask, t=t, noise=noise)
+    with torch.no_grad(), autocast(device):
+        tokens, mask = text.project([(text_states.to(device), text_masks.to(device))])
+        loss = flow.flow_matching_loss(
+            model, latents.to(device), tokens, mask, t=t.to(device), noise=noise.to(device)
+        )
     return float(loss)
 
 
@@ -354,6 +379,7 @@ def train_backbone(
     val: tuple[Tensor, Tensor, Tensor],
     log: Callable[[str, float, int], None],
     progress: Progress | None = None,
+    device: torch.device = torch.device("cpu"),
 ) -> MovieGenTransformer:
     c, t, h, w = cache.videos.shape[1:]
     cfg = TransformerConfig.preset(
@@ -368,10 +394,12 @@ def train_backbone(
         max_height_patches=h // 2,
         max_width_patches=w // 2,
     )
-    model = MovieGenTransformer(cfg)
+    model = MovieGenTransformer(cfg).to(device)
+    text.to(device)
     params = list(model.parameters()) + list(text.parameters())
     opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay, betas=(0.9, 0.99))
     gen = torch.Generator().manual_seed(recipe.seed + 1)
+    dgen = device_generator(gen, device, recipe.seed + 1)
     val_latents, val_states, val_masks = val
     for step in range(recipe.steps):
         lr = recipe.lr * min(1.0, (step + 1) / recipe.warmup_steps)
@@ -386,12 +414,13 @@ def train_backbone(
         states, masks = text_batch(cache, source_text[idx])
         model.train()
         text.train()
-        tokens, mask = text.project([(states, masks)])
-        mask = flow.drop_text(mask, recipe.text_dropout, generator=gen)
-        loss = flow.flow_matching_loss(
-            model, source[idx], tokens, mask, generator=gen, t_location=recipe.t_location,
-            frame_diff_weight=recipe.frame_diff_weight,
-        )  # fmt: skip
+        with autocast(device):
+            tokens, mask = text.project([(states.to(device), masks.to(device))])
+            mask = flow.drop_text(mask, recipe.text_dropout, generator=dgen)
+            loss = flow.flow_matching_loss(
+                model, source[idx].to(device), tokens, mask, generator=dgen, t_location=recipe.t_location,
+                frame_diff_weight=recipe.frame_diff_weight,
+            )  # fmt: skip
         opt.zero_grad(set_to_none=True)
         loss.backward()
         grad = float(torch.nn.utils.clip_grad_norm_(params, 1.0))
@@ -428,14 +457,21 @@ class Logger:
 
 
 def train_world(
-    recipe: WorldRecipe, out: str | Path, progress: Progress | None = None, tae_from: str | Path | None = None
+    recipe: WorldRecipe,
+    out: str | Path,
+    progress: Progress | None = None,
+    tae_from: str | Path | None = None,
+    device: torch.device | str = "cpu",
 ) -> MovieGenPipeline:
     """Run the whole recipe and write a MovieGenPipeline folder at ``out/pipeline``.
 
     The trained TAE is saved at ``out/tae`` as soon as its stages end; ``tae_from`` reuses such a folder
-    (from an earlier run) as it is and skips both TAE stages.
+    (from an earlier run) as it is and skips both TAE stages. Inputs are checked before anything is
+    written: a bad ``tae_from`` leaves no ``out/logs`` behind.
     """
     out = Path(out)
+    device = torch.device(device)
+    reused = TAE.from_pretrained(tae_from).eval() if tae_from is not None else None
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(recipe.seed)
     timings: dict[str, float] = {}
@@ -447,12 +483,12 @@ def train_world(
     logger = Logger(out / "logs")
     try:
         t0 = time.perf_counter()
-        if tae_from is None:
-            tae = train_tae(recipe, data, logger, progress)
-            tae = finetune_tae_decoder(recipe, data, tae, logger, progress)
+        if reused is None:
+            tae = train_tae(recipe, data, logger, progress, device)
+            tae = finetune_tae_decoder(recipe, data, tae, logger, progress, device)
             tae.save_pretrained(out / "tae")
         else:
-            tae = TAE.from_pretrained(tae_from).eval()
+            tae = reused.to(device)
         timings["tae_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         text = default_text_conditioner(recipe.dim)
@@ -463,11 +499,11 @@ def train_world(
         timings["cache_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         val = (val_latents, val_states[order], val_masks[order])
-        model = train_backbone(recipe, cache, text, val, logger, progress)
+        model = train_backbone(recipe, cache, text, val, logger, progress, device)
         timings["backbone_s"] = time.perf_counter() - t0
     finally:
         logger.close()
-    pipe = MovieGenPipeline(text, model, tae)
+    pipe = MovieGenPipeline(text, model, tae, caption_style="world")
     t0 = time.perf_counter()
     pipe.guidance_scale, guidance_table = calibrate_pipeline_guidance(
         pipe, recipe.guidance_scales, recipe.guidance_seeds, recipe.guidance_prompts,
