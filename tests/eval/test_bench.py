@@ -79,6 +79,62 @@ def test_audio_bench_jsonl_is_validated(tmp_path):
     assert messages[6] == "expected a JSON object"
 
 
+def published_audio_bench(path: Path, music: bool) -> Path:
+    """Rows shaped exactly like facebookresearch/MovieGenBench's MovieGenAudioBenchSfx[Music].jsonl:
+    integer ids 0-537 with gaps (527 rows), every prompt a string."""
+    ids = [i for i in range(538) if i % 48 != 47]
+    assert len(ids) == 527
+    rows = []
+    for i in ids:
+        row = {"id": i, "video_prompt": f"A drum is hit {i} times.", "audio_prompt": f"drum hits, {i}"}
+        if music:
+            row["music_prompt"] = "A calm piano melody."
+        rows.append(json.dumps(row))
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("music", [False, True])
+def test_published_audio_bench_files_are_accepted_as_published(tmp_path, music):
+    path = published_audio_bench(tmp_path / "MovieGenAudioBenchSfx.jsonl", music)
+    prompts, errors = read_prompts(path)
+    assert errors == [] and len(prompts) == 527
+    assert [p.id for p in prompts[:3]] == ["0", "1", "2"] and prompts[-1].id == "537"
+    assert "47" not in {p.id for p in prompts}
+    assert (prompts[0].music_prompt is not None) == music
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"id": True, "video_prompt": "a", "audio_prompt": "b"}) + "\n"
+                   + json.dumps({"id": 3, "video_prompt": 5, "audio_prompt": "b"}) + "\n")  # fmt: skip
+    _, errors = read_prompts(bad)
+    assert [e.message for e in errors] == [
+        "id must be an integer or a string, got True",
+        "video_prompt must be text",
+    ]
+
+
+def test_bench_generates_from_a_published_audio_bench_file(tmp_path, capsys):
+    path = published_audio_bench(tmp_path / "MovieGenAudioBenchSfxMusic.jsonl", music=True)
+    args = [
+        "--prompts",
+        path,
+        "--out",
+        tmp_path / "out",
+        "--model",
+        "tiny-random",
+        "--limit",
+        "2",
+        "--steps",
+        "1",
+    ]
+    code, out, err = run_cli(capsys, "bench", *args)
+    assert code == 0, err
+    index = json.loads((tmp_path / "out" / "index.json").read_text())
+    assert [(r["id"], r["file"], r["status"]) for r in index] == [
+        ("0", "0_s0.mp4", "ok"),
+        ("1", "1_s0.mp4", "ok"),
+    ]
+
+
 @pytest.mark.parametrize(
     ("name", "text", "match"),
     [("p.md", "x", "unknown prompt file type"), ("p.txt", "\n\n", "no prompts"), ("p.csv", "", "no prompts")],

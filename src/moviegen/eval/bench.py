@@ -6,7 +6,9 @@ Prompt files, read by :func:`read_prompts`:
 * ``.csv``: Movie Gen Video Bench, header ``prompt,concept,motion_level``; ``concept`` is multi-label,
   comma-separated inside the (quoted) field; ``motion_level`` is ``low``, ``medium`` or ``high``;
 * ``.jsonl``: Movie Gen Audio Bench, one object per line with ``id, video_prompt, audio_prompt`` and an
-  optional ``music_prompt`` (validated now; the video prompt drives video generation).
+  optional ``music_prompt`` (validated now; the video prompt drives video generation). ``id`` is an
+  integer in the published ``MovieGenAudioBenchSfx*.jsonl`` files (0–537, with gaps) or a string; it is
+  kept as given (``7`` → ``7_s0.mp4``, index id ``"7"``).
 
 A bad row (malformed CSV, unknown column, empty prompt, bad JSON) is reported with its line number and
 skipped; the run goes on and the exit status says that something failed.
@@ -138,16 +140,21 @@ def _read_jsonl(text: str) -> tuple[list[BenchPrompt], list[RowError]]:
             errors.append(RowError(n, "expected a JSON object"))
             continue
         unknown = sorted(set(record) - set(AUDIO_KEYS))
-        missing = [k for k in AUDIO_REQUIRED if not str(record.get(k) or "").strip()]
+        missing = [k for k in AUDIO_REQUIRED if record.get(k) is None or not str(record[k]).strip()]
         if unknown or missing:
             what = [f"unknown key(s) {', '.join(unknown)}"] if unknown else []
             what += [f"missing or empty {', '.join(missing)}"] if missing else []
             errors.append(RowError(n, "; ".join(what)))
             continue
-        if not all(isinstance(record[k], str) for k in record if record[k] is not None):
-            errors.append(RowError(n, "every field must be a string"))
+        ident = record["id"]
+        if isinstance(ident, bool) or not isinstance(ident, int | str):
+            errors.append(RowError(n, f"id must be an integer or a string, got {ident!r}"))
             continue
-        ident = _safe_id(str(record["id"]))
+        texts = [k for k in AUDIO_KEYS[1:] if record.get(k) is not None and not isinstance(record[k], str)]
+        if texts:
+            errors.append(RowError(n, f"{', '.join(texts)} must be text"))
+            continue
+        ident = _safe_id(str(ident))
         if ident in seen:
             errors.append(RowError(n, f"duplicate id {record['id']!r}"))
             continue
