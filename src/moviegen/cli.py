@@ -658,10 +658,18 @@ def main() -> None:
     first = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
     if first is None or first in HEAVY_COMMANDS:
         _register_commands()
+    flags_show_no_type()
     try:
         app()
     except MovieGenError as e:
         console.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except OSError as e:  # the environment refused a file operation no check foresaw (disk full, ...)
+        where = f": {e.filename}" if e.filename else ""
+        console.print(f"[red]error:[/] {e.strerror or e}{where}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except (MemoryError, getattr(torch, "OutOfMemoryError", MemoryError)):
+        console.print("[red]error:[/] out of memory: try a smaller size, batch or model", highlight=False)
         sys.exit(1)
     except KeyboardInterrupt:
         console.print("interrupted")

@@ -66,8 +66,12 @@ def _writable_dir(folder: Path, label: str) -> None:
         probe = probe.parent
     if not probe.is_dir():
         raise MovieGenError(f"cannot write {label}: {probe} is not a directory")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise MovieGenError(f"cannot write {label}: {probe} is not writable")
+    try:  # a real write: permissions, read-only mounts and pseudo file systems all answer it
+        fd, tmp = tempfile.mkstemp(prefix=".moviegen-probe-", dir=probe)
+    except OSError as e:
+        raise MovieGenError(f"cannot write {label}: {probe} is not writable ({e.strerror or e})") from None
+    os.close(fd)
+    os.unlink(tmp)
 
 
 def output_kind(path: str | Path) -> str:

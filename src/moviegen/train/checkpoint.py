@@ -64,7 +64,7 @@ from torch.distributed.tensor.placement_types import _StridedShard
 from moviegen import __version__
 from moviegen.config import Config
 from moviegen.errors import MovieGenError
-from moviegen.files import read_json, write_atomic
+from moviegen.files import check_output_dir, read_json, write_atomic
 from moviegen.pretrained import CONFIG_NAME, WEIGHTS_NAME, atomic_dir, load_safetensors
 
 MARKER = "COMPLETE"
@@ -606,9 +606,11 @@ def export_pretrained(
 
 
 def _load_json(path: Path) -> dict[str, Any]:
+    """A config to compare across folders: the version and the weights' own checksums left out."""
     data = read_json(path)
     if isinstance(data, dict):
         data.pop("moviegen_version", None)
+        data.pop("weights_sha256", None)
     return data
 
 
@@ -633,6 +635,7 @@ def average_checkpoints(paths: list[str | Path], out: str | Path) -> Path:
     folders = [Path(p) for p in paths]
     if len(folders) < 2:
         raise MovieGenError(f"averaging needs at least two folders, got {len(folders)}")
+    check_output_dir(out)
     for folder in folders:
         if not folder.is_dir():
             raise MovieGenError(f"model folder not found: {folder}")
@@ -663,6 +666,8 @@ def average_checkpoints(paths: list[str | Path], out: str | Path) -> Path:
                     f"cannot average: {folder / rel} has different tensor names than {first / rel}"
                 )
             for k, v in state.items():
+                if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+                    raise MovieGenError(f"cannot average: {k} in {folder / rel} holds NaN or inf values")
                 if v.shape != ref[k].shape:
                     raise MovieGenError(
                         f"cannot average: {k} in {folder / rel} has shape {tuple(v.shape)}, "
@@ -670,6 +675,8 @@ def average_checkpoints(paths: list[str | Path], out: str | Path) -> Path:
                     )
         mean = {}
         for k, v in ref.items():
+            if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+                raise MovieGenError(f"cannot average: {k} in {first / rel} holds NaN or inf values")
             if v.is_floating_point():
                 total = torch.zeros(v.shape, dtype=torch.float64)
                 for state in states:
@@ -700,6 +707,14 @@ def average_checkpoints(paths: list[str | Path], out: str | Path) -> Path:
             save_file(
                 {k: v.contiguous() for k, v in state.items()}, str(tmp / rel), metadata={"format": "pt"}
             )
+        index_path = tmp / "model_index.json"
+        if index_path.is_file():  # a pipeline: its weight checksums are the averaged files'
+            from moviegen.pipeline import file_sha256
+
+            index = read_json(index_path)
+            if isinstance(index, dict) and "weights_sha256" in index:
+                index["weights_sha256"] = {rel: file_sha256(tmp / rel) for rel in sorted(averaged)}
+                index_path.write_text(json.dumps(index, indent=2) + "\n")
     return out
 
 

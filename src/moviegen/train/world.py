@@ -472,11 +472,11 @@ def train_world(
     out = Path(out)
     device = torch.device(device)
     reused = TAE.from_pretrained(tae_from).eval() if tae_from is not None else None
+    world = World(WorldConfig(size=recipe.world_size, frames=recipe.world_frames), seed=recipe.seed)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(recipe.seed)
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    world = World(WorldConfig(size=recipe.world_size, frames=recipe.world_frames), seed=recipe.seed)
     data = make_dataset(world, "train", recipe.num_clips, recipe.num_images)
     val_data = make_dataset(world, "val", recipe.val_clips, 0)
     timings["data_s"] = time.perf_counter() - start
