@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from tests.helpers import moving_clip, run_cli
 
 from moviegen.pipeline import DEFAULT_MODEL, MovieGenPipeline
 from moviegen.video import write_video
-from tests.helpers import moving_clip, run_cli
 
 FAST = ["--model", "tiny-random", "--steps", "1", "--frames", "8", "--height", "32", "--width", "32"]
 
@@ -107,8 +107,8 @@ def test_bad_generation_values(tmp_path, capsys, args, needle):
 
 
 def test_too_many_frames_names_what_was_asked(tmp_path, capsys):
-    line = one_error_line(*run_cli(capsys, "generate", "a red circle", "--out", tmp_path / "v.mp4", "--frames",
-                                   "17"))  # fmt: skip
+    result = run_cli(capsys, "generate", "a red circle", "--out", tmp_path / "v.mp4", "--frames", "17")
+    line = one_error_line(*result)
     assert "asked for 17 frames" in line and "at most 16 frames" in line
 
 
@@ -131,13 +131,12 @@ def _damaged_copy(tmp_path: Path, nan: bool) -> Path:
 def test_damaged_weights_are_named_and_nan_models_write_nothing(tmp_path, capsys):
     folder = _damaged_copy(tmp_path, nan=True)
     out = tmp_path / "v.mp4"
-    one_error_line(*run_cli(capsys, "generate", "a red circle", "--model", folder, "--out", out, "--steps", "2"),
-                   "transformer/model.safetensors is damaged")  # fmt: skip
+    args = ["generate", "a red circle", "--model", folder, "--out", out, "--steps", "2"]
+    one_error_line(*run_cli(capsys, *args), "transformer/model.safetensors is damaged")
     index = json.loads((folder / "model_index.json").read_text())
     del index["weights_sha256"]  # an older folder without checksums: the NaN sample itself is refused
     (folder / "model_index.json").write_text(json.dumps(index))
-    one_error_line(*run_cli(capsys, "generate", "a red circle", "--model", folder, "--out", out, "--steps", "2"),
-                   "non-finite")  # fmt: skip
+    one_error_line(*run_cli(capsys, *args), "non-finite")
     assert not out.exists()
     one_error_line(*run_cli(capsys, "average", folder, DEFAULT_MODEL, "--out", tmp_path / "soup"), "NaN")
     assert not (tmp_path / "soup").exists()
@@ -171,8 +170,8 @@ def test_train_world_config_errors_leave_nothing(tmp_path, capsys):
 
 
 def test_device_option(tmp_path, capsys):
-    one_error_line(*run_cli(capsys, "generate", "a red circle", "--out", tmp_path / "v.mp4", "--device", "tpu"),
-                   "unknown device")  # fmt: skip
+    result = run_cli(capsys, "generate", "a red circle", "--out", tmp_path / "v.mp4", "--device", "tpu")
+    one_error_line(*result, "unknown device")
     if not torch.cuda.is_available():
         one_error_line(
             *run_cli(capsys, "generate", "a", "--out", tmp_path / "v.mp4", "--device", "cuda"), "CUDA"
