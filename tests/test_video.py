@@ -41,6 +41,17 @@ def test_failed_write_leaves_nothing_behind(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_same_frames_same_bytes_and_fps_bounds(tmp_path):
+    clip = moving_clip(24, 96, 128)
+    first = write_video(tmp_path / "a.mp4", clip).read_bytes()
+    assert all(write_video(tmp_path / "b.mp4", clip).read_bytes() == first for _ in range(3))
+    for fps in (0, -1, 100000, 1001):
+        with pytest.raises(MovieGenError, match="fps must be in"):
+            write_video(tmp_path / "c.mp4", clip, fps=fps)
+    assert read_video(write_video(tmp_path / "d.mp4", clip, fps=1000))[0].shape[1] == 24
+    assert not (tmp_path / "c.mp4").exists()
+
+
 def _audio_only(path):
     with av.open(str(path), "w", format="mp4") as c:
         s = c.add_stream("aac", rate=16000)

@@ -171,7 +171,7 @@ def publish(tmp: str | Path, path: str | Path) -> Path:
 
 def write_atomic(path: str | Path, data: bytes | str) -> Path:
     """Write a whole file by the module's rules: never half a file, never over a device or a folder."""
-    path = Path(path)
+    path = check_output_file(path)
     tmp = temporary_sibling(path)
     try:
         with open(tmp, "wb") as f:
