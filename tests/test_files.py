@@ -35,7 +35,12 @@ def test_character_devices_and_fifos_are_written_in_place(tmp_path):
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
     got = []
-    reader = threading.Thread(target=lambda: got.append(open(fifo, "rb").read()))
+
+    def read() -> None:
+        with open(fifo, "rb") as f:
+            got.append(f.read())
+
+    reader = threading.Thread(target=read)
     reader.start()
     write_atomic(fifo, b"through the pipe")
     reader.join(5)
@@ -54,9 +59,8 @@ def test_folders_and_impossible_paths_are_refused(tmp_path):
             write_atomic(path, "x")
     with pytest.raises(MovieGenError, match="not a directory"):
         check_output_dir(tmp_path / "file")
-    with pytest.raises(MovieGenError, match="not a directory"):
-        with atomic_dir(tmp_path / "file"):
-            pass
+    with pytest.raises(MovieGenError, match="not a directory"), atomic_dir(tmp_path / "file"):
+        pass
     assert (tmp_path / "file").read_text() == "keep"
     assert sorted(os.listdir(tmp_path)) == ["dir", "file"]
 
