@@ -169,11 +169,17 @@ def tae_train(
 def tae_inflate(
     image_ae: Annotated[Path, typer.Argument(help="A diffusers AutoencoderKL folder.")],
     out: Annotated[Path, typer.Option("--out", help="Output TAE folder.")],
+    latent_channels: Annotated[
+        int | None,
+        typer.Option(help="Latent channels of the TAE (default: the source's; e.g. 16 from a 4-channel AE)."),
+    ] = None,
 ) -> None:
     """Inflate a pretrained image autoencoder into a TAE (identity temporal layers)."""
+    from moviegen.files import check_output_dir
     from moviegen.models.tae import TAE
 
-    tae = TAE.from_image_autoencoder(image_ae)
+    check_output_dir(out)
+    tae = TAE.from_image_autoencoder(image_ae, latent_channels=latent_channels)
     tae.save_pretrained(out)
     c = tae.config
     typer.echo(f"inflated {image_ae} → {out} ({list(c.block_out_channels)}, latent {c.latent_channels})")

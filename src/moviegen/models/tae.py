@@ -22,7 +22,6 @@ else the SD-style scalars (``scaling_factor``/``shift_factor``).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -533,7 +532,7 @@ class TAE(nn.Module, PretrainedMixin):
     # -- initialisation from an image autoencoder
 
     @classmethod
-    def from_image_autoencoder(cls, path: str | Path, **overrides) -> TAE:
+    def from_image_autoencoder(cls, path: str | Path, latent_channels: int | None = None, **overrides) -> TAE:
         """Inflate a diffusers-format ``AutoencoderKL`` folder into a TAE (paper §3.1.1).
 
         The spatial weights are copied; temporal convolutions start as the identity (they pass the
@@ -541,29 +540,53 @@ class TAE(nn.Module, PretrainedMixin):
         image, and every frame of a static video, exactly as the image autoencoder does. The folder is
         read with json + safetensors only (no diffusers import). ``overrides`` change TAE-only options
         such as ``temporal_kernel_size``.
+
+        * **Without quant convs** (``use_quant_conv`` / ``use_post_quant_conv`` false: the 16-channel
+          SD3- and FLUX-style autoencoders): the TAE's 1×1 quant convs are set to the identity, which is
+          exactly what the source computes, and keeps one TAE layout for every source (the convs can then
+          be fine-tuned like any other weight). Their ``scaling_factor`` / ``shift_factor`` carry over
+          into the TAE's latent normalisation.
+        * **More latent channels** (``latent_channels``, e.g. 4 → 16, the paper's TAE width): the new
+          channels start as the prior. The encoder's extra mean and log-variance outputs are zero (so
+          each new channel is N(0, 1), KL 0), the quant convs act as the identity on them, and the
+          decoder's input weights for them are zero, so at initialisation the TAE reproduces the source
+          autoencoder exactly and training can start from there.
         """
+        from moviegen.files import read_json_object
+
         folder = Path(path)
         if (folder / "vae" / "config.json").is_file():  # a whole diffusers pipeline folder
             folder = folder / "vae"
         cfg_file = folder / "config.json"
         if not cfg_file.is_file():
             raise MovieGenError(f"not an image autoencoder folder (no config.json): {folder}")
-        try:
-            ae = json.loads(cfg_file.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise MovieGenError(f"{cfg_file} is not valid JSON: {e}") from None
+        ae = read_json_object(cfg_file)
         if ae.get("_class_name", "AutoencoderKL") != "AutoencoderKL":
-            raise MovieGenError(f"{folder} holds a {ae['_class_name']}, expected an AutoencoderKL")
-        for block in ae.get("down_block_types", []) + ae.get("up_block_types", []):
+            raise MovieGenError(f"{folder} holds a {ae['_class_name']!r}, expected an AutoencoderKL")
+        blocks = ae.get("down_block_types", []), ae.get("up_block_types", [])
+        if not all(isinstance(b, list) for b in blocks):
+            raise MovieGenError(f"{cfg_file}: down_block_types and up_block_types must be lists")
+        for block in blocks[0] + blocks[1]:
             if block not in ("DownEncoderBlock2D", "UpDecoderBlock2D"):
                 raise MovieGenError(f"unsupported AutoencoderKL block type {block!r}")
-        if not ae.get("use_quant_conv", True) or not ae.get("use_post_quant_conv", True):
-            raise MovieGenError("AutoencoderKL without quant convs is not supported")
+        source_channels = ae.get("latent_channels", 4)
+        if isinstance(source_channels, bool) or not isinstance(source_channels, int) or source_channels < 1:
+            raise MovieGenError(f"{cfg_file}: latent_channels must be a positive integer")
+        channels = source_channels if latent_channels is None else latent_channels
+        if (
+            isinstance(channels, bool)
+            or not isinstance(channels, int)
+            or not source_channels <= channels <= 1024
+        ):
+            raise MovieGenError(
+                f"latent channels must be an integer from the source's {source_channels} to 1024, "
+                f"got {channels!r}"
+            )
         config = TAEConfig.from_dict(
             dict(
                 in_channels=ae.get("in_channels", 3),
                 out_channels=ae.get("out_channels", 3),
-                latent_channels=ae.get("latent_channels", 4),
+                latent_channels=channels,
                 block_out_channels=tuple(ae.get("block_out_channels", (64,))),
                 layers_per_block=ae.get("layers_per_block", 1),
                 norm_num_groups=ae.get("norm_num_groups", 32),
@@ -579,9 +602,45 @@ class TAE(nn.Module, PretrainedMixin):
         image_state: dict[str, Tensor] = {}
         for f in files:
             image_state.update(load_safetensors(f))
+        if not ae.get("use_quant_conv", True):
+            image_state |= _identity_conv("quant_conv", 2 * source_channels)
+        if not ae.get("use_post_quant_conv", True):
+            image_state |= _identity_conv("post_quant_conv", source_channels)
+        if channels > source_channels:
+            image_state = _widen_latents(image_state, source_channels, channels, str(folder))
         model = cls(config)
         model.load_state_dict(_inflate_state(image_state, model.state_dict(), str(folder)))
         return model
+
+
+def _identity_conv(name: str, channels: int) -> dict[str, Tensor]:
+    """The weights of a 1×1 convolution that passes its input through unchanged."""
+    return {f"{name}.weight": torch.eye(channels)[:, :, None, None], f"{name}.bias": torch.zeros(channels)}
+
+
+def _widen_latents(state: dict[str, Tensor], old: int, new: int, where: str) -> dict[str, Tensor]:
+    """An image AE's weights with ``new - old`` extra latent channels that start as the prior (see
+    :meth:`TAE.from_image_autoencoder`). Moments are laid out ``[mean (C), log-variance (C)]``."""
+    state = dict(state)
+    keys = ("encoder.conv_out.weight", "encoder.conv_out.bias", "quant_conv.weight", "quant_conv.bias",
+            "post_quant_conv.weight", "post_quant_conv.bias", "decoder.conv_in.weight")  # fmt: skip
+    if missing := [k for k in keys if k not in state]:
+        raise MovieGenError(f"{where}: AutoencoderKL is missing {missing[0]}")
+    moments = torch.cat([torch.arange(old), new + torch.arange(old)])  # where the old moments go
+    w, b = state["encoder.conv_out.weight"], state["encoder.conv_out.bias"]
+    if w.shape[0] != 2 * old:
+        raise MovieGenError(f"{where}: encoder.conv_out has {w.shape[0]} outputs, expected {2 * old}")
+    state["encoder.conv_out.weight"] = w.new_zeros(2 * new, *w.shape[1:]).index_copy(0, moments, w)
+    state["encoder.conv_out.bias"] = b.new_zeros(2 * new).index_copy(0, moments, b)
+    for name, size, index in (("quant_conv", 2 * new, moments), ("post_quant_conv", new, torch.arange(old))):
+        w, b = state[f"{name}.weight"][:, :, 0, 0], state[f"{name}.bias"]
+        wide = torch.eye(size, dtype=w.dtype)
+        wide[index[:, None], index[None, :]] = w
+        state[f"{name}.weight"] = wide[:, :, None, None]
+        state[f"{name}.bias"] = b.new_zeros(size).index_copy(0, index, b)
+    w = state["decoder.conv_in.weight"]
+    state["decoder.conv_in.weight"] = torch.cat([w, w.new_zeros(w.shape[0], new - old, *w.shape[2:])], dim=1)
+    return state
 
 
 def _blend_weights(length: int, ramp_in: int, ramp_out: int, like: Tensor) -> Tensor:
