@@ -203,3 +203,32 @@ def test_flags_show_no_value_in_help(capsys):
     for command in (["info"], ["generate"]):
         code, out, _ = run_cli(capsys, *command, "--help")
         assert code == 0 and "<bool>" not in out and "--help" in out
+
+
+def test_configs_that_are_lists_nan_or_too_big_are_refused_before_allocating(tmp_path, capsys):
+    folder = tmp_path / "model"
+    shutil.copytree(DEFAULT_MODEL, folder)
+    config = folder / "transformer" / "config.json"
+    original = json.loads(config.read_text())
+    args = ["generate", "a red circle", "--model", folder, "--out", tmp_path / "v.mp4", "--steps", "1"]
+    config.write_text("[1, 2]")
+    one_error_line(*run_cli(capsys, *args), "JSON object")
+    config.write_text(json.dumps(original | {"dim": 600000, "num_heads": 1}))
+    line = one_error_line(*run_cli(capsys, *args), "needs", "GB free")
+    assert "the model in" in line
+    config.write_text(json.dumps(original | {"norm_eps": float("nan")}))
+    one_error_line(*run_cli(capsys, *args), "norm_eps", "finite")
+    assert not (tmp_path / "v.mp4").exists()
+
+
+def test_tae_train_checks_size_memory_and_learning_rate_first(tmp_path, capsys, clip):
+    out = tmp_path / "tae"
+    base = ["tae", "train", clip, "--out", out, "--steps", "1", "--frames", "4"]
+    one_error_line(*run_cli(capsys, *base, "--lr", "nan"), "--lr")
+    one_error_line(*run_cli(capsys, *base, "--lr", "-1"), "--lr")
+    one_error_line(*run_cli(capsys, *base, "--size", "30"), "--size", "multiple of 8")
+    line = one_error_line(*run_cli(capsys, *base, "--size", "65536"), "needs", "GB free")
+    fits = int(line.split("--size ")[-1].split()[0])
+    assert 8 <= fits < 65536 and fits % 8 == 0
+    one_error_line(*run_cli(capsys, *base, "--device", "tpu"), "unknown device")
+    assert not out.exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -143,23 +144,48 @@ def tae_train(
     batch_size: Annotated[int, typer.Option(help="Clips per batch.")] = 1,
     lr: Annotated[float, typer.Option(help="AdamW learning rate.")] = 1e-3,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
 ) -> None:
     """Train a TAE on video files (images : videos = 1 : 3, L1 + KL + OPL) and save it."""
     from moviegen.data.clips import ClipSampler
+    from moviegen.devices import resolve_device
+    from moviegen.files import check_output_dir
+    from moviegen.memory import (
+        available_bytes,
+        check_fits,
+        largest_tae_size,
+        module_bytes,
+        tae_training_bytes,
+    )
     from moviegen.models.tae import TAE, TAEConfig
     from moviegen.train.tae import TAETrainer, mix_images_and_videos
 
     if steps <= 0 or frames <= 0 or batch_size <= 0:
         raise MovieGenError("--steps, --frames and --batch-size must be positive")
+    if not math.isfinite(lr) or lr <= 0:
+        raise MovieGenError(f"--lr must be a positive finite number, got {lr}")
+    check_output_dir(out)
+    dev = resolve_device(device)
+    config = TAEConfig.from_json(init / "config.json") if init is not None else TAEConfig.preset(preset)
+    if size <= 0 or size % config.compression:
+        raise MovieGenError(f"--size must be a positive multiple of {config.compression}, got {size}")
+    weights = 4 * module_bytes(lambda: TAE(config))  # weights, gradients and AdamW's two moments
+    need = weights + tae_training_bytes(config, batch_size, frames, size)
+    budget = available_bytes(dev) - weights
+    fits = largest_tae_size(config, batch_size, frames, budget, config.compression)
+    fix = f"--size {fits} fits" if tae_training_bytes(config, batch_size, frames, fits) <= budget else ""
+    what = f"training this TAE at --size {size} ({frames} frames, batch {batch_size})"
+    check_fits(need, what, dev, fix or "lower --frames or --batch-size")
     torch.manual_seed(seed)
-    model = TAE.from_pretrained(init) if init is not None else TAE(TAEConfig.preset(preset))
+    model = (TAE.from_pretrained(init) if init is not None else TAE(config)).to(dev)
     sampler = ClipSampler.from_files(videos, size=size, multiple=model.compression, seed=seed)
     batches = mix_images_and_videos(sampler.batches(batch_size, 1), sampler.batches(batch_size, frames))
     trainer = TAETrainer(model, lr=lr, grad_clip=100.0)
+    trainer.loss.to(dev)
     with progress() as bar:
         task = bar.add_task("training TAE", total=steps, status="")
         for _, batch in zip(range(steps), batches, strict=False):
-            terms = trainer.train_step(batch)
+            terms = trainer.train_step(batch.to(dev))
             bar.update(task, advance=1, status=f"l1 {terms['l1']:.4f} opl {terms['opl']:.2e}")
     model.save_pretrained(out)
     typer.echo(f"wrote {out}")

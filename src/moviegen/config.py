@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from moviegen.errors import MovieGenError
-from moviegen.files import read_json
+from moviegen.files import read_json_object
 
 C = TypeVar("C", bound="Config")
 
@@ -57,7 +58,7 @@ class Config:
 
     @classmethod
     def from_json(cls: type[C], path: str | Path) -> C:
-        data = read_json(path, "config file", missing=f"config file not found: {path}")
+        data = read_json_object(path, "config file", missing=f"config file not found: {path}")
         data.pop("_class_name", None)
         return cls.from_dict(data)
 
@@ -90,6 +91,8 @@ def _coerce(owner: str, key: str, value: Any, hint: Any) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise MovieGenError(f"{owner}.{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise MovieGenError(f"{owner}.{key}: expected a finite number, got {value!r}")
         return float(value)
     if hint is str:
         if not isinstance(value, str):

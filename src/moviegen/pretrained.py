@@ -99,7 +99,10 @@ class PretrainedMixin:
         path = Path(path)
         if not path.is_dir():
             raise MovieGenError(f"model folder not found: {path}")
+        from moviegen.memory import check_fits, module_bytes
+
         config = cls.config_class.from_json(path / CONFIG_NAME)
+        check_fits(module_bytes(lambda: cls(config, **kwargs)), f"the model in {path}")  # type: ignore[call-arg]
         model = cls(config, **kwargs)  # type: ignore[call-arg]
         state = load_safetensors(path / WEIGHTS_NAME)
         load_state_strict(model, state, str(path))  # type: ignore[arg-type]

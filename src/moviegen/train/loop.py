@@ -62,6 +62,7 @@ from moviegen import flow
 from moviegen.config import Config, require
 from moviegen.errors import MovieGenError
 from moviegen.files import read_json
+from moviegen.memory import check_fits, module_bytes
 from moviegen.models.text import TextProjector
 from moviegen.models.transformer import MovieGenTransformer, TransformerConfig, num_tokens
 from moviegen.pretrained import CONFIG_NAME, WEIGHTS_NAME, load_safetensors, load_state_strict
@@ -679,6 +680,9 @@ class Trainer:
         init = resolve_init(c.init_from) if c.init_from else InitSource()
         self.init_source = init
         tcfg = self._transformer_config(init)
+        weights = module_bytes(lambda: MovieGenTransformer(tcfg))
+        what = "the transformer's weights" + ("" if want_cuda else ", gradients and AdamW state")
+        check_fits(weights if want_cuda else 4 * weights, what, "cpu", "lower dim / num_layers in the config")
         torch.manual_seed(c.seed)  # identical initial weights on every rank
         transformer = MovieGenTransformer(tcfg)
         projector = TextProjector(self.text_dims, tcfg.dim)
