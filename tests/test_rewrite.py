@@ -79,6 +79,13 @@ W = TemplateRewriter(caption_style("world"))
         ("a black ball", "a black ball"),
         ("Paris at night", "Paris at night"),
         ("a dog with a static camera", "Camera: static. a dog"),
+        ("a slow leftward pan across a photo of a cat", "Camera: pan left. a cat"),
+        ("an upward tilt over the rocket", "Camera: tilt up. a rocket"),
+        ("a downward pan across an astronaut", "Camera: tilt down. an astronaut"),
+        ("a jade quadrilateral with four equal sides sinking", "a green square moving down"),
+        ("a navy three-cornered shape climbing", "a blue triangle moving up"),
+        ("a lilac tri shape at rest", "a magenta triangle staying still"),
+        ("four red squares", "four red squares"),
     ],
 )  # fmt: skip
 def test_template_rewrites_into_the_world_caption_style(prompt, expected):

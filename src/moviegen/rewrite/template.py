@@ -48,6 +48,8 @@ _CAMERA_PATTERNS: tuple[tuple[str, str], ...] = (
     (r"\b(?:pull(?:s|ed|ing)?|doll(?:y|ies|ying|ied)|draw(?:s|ing)?)\s+(?:back|out|away)\b", "dolly out"),
     (rf"\b{_CAM}\s+(?:\w+\s+)?(?:mov(?:e|es|ed|ing)|back(?:s|ing)?)\s+(?:back|away|out)\b", "dolly out"),
     (rf"\b{_CAM}\s+(?:\w+\s+)?widen(?:s|ing)?\b", "zoom out"),
+    (r"\b(left|right|up|down)(?:wards?)?\s+(?:camera\s+)?(?:pan|sweep)(?:s|ning)?\b", "pan {}"),
+    (r"\b(left|right|up|down)(?:wards?)?\s+(?:camera\s+)?tilt(?:s|ing)?\b", "tilt {}"),
     (rf"\bpan(?:s|ned|ning)?\b{_GAP}\s+{_DIR}", "pan {}"),
     (rf"\btilt(?:s|ed|ing)?\b{_GAP}\s+{_DIR}", "tilt {}"),
     (rf"\b{_CAM}\s+(?:\w+\s+)?(?:mov|slid|sweep|swing|swung|glid|drift|track|truck|travel|turn|swivel|rotat|"
@@ -152,9 +154,12 @@ SHAPE_NOUNS: dict[str, tuple[str, ...]] = {
                "pellet", "roundel", "o-shape"),
     "square": ("square", "squarish", "box", "block", "cube", "cubic", "tile", "rectangle", "rectangular",
                "quadrilateral", "brick", "crate", "panel", "four-sided", "four sided", "slab", "checker",
-               "quad", "boxy", "chip"),
+               "quad", "boxy", "chip", "four-cornered", "four cornered", "four sides", "four equal sides",
+               "four corners", "four right angles", "four-edged"),
     "triangle": ("triangle", "triangular", "wedge", "pyramid", "pyramidal", "three-sided", "three sided",
-                 "arrowhead", "delta", "cone", "trigon", "tri-angle", "spike"),
+                 "arrowhead", "delta", "cone", "trigon", "tri-angle", "spike", "three-cornered", "three cornered",
+                 "three sides", "three equal sides", "three corners", "three angles", "three points",
+                 "three-pointed", "tri shape", "tri-shape", "tri", "triangle-shaped"),
 }  # fmt: skip
 OTHER_COLORS = frozenset(
     ("black", "grey", "gray", "brown", "beige", "tan", "khaki", "charcoal", "ebony", "sepia", "taupe")
@@ -212,7 +217,7 @@ crawls edging edges inching inches making its way way shape object thing figure 
 video clip footage scene animation shot image picture frame screen canvas watch see showing shows
 shown depicting we you can edge side corner part half of off out all entire whole around about just
 only itself sits staying remaining remains stays position place rest bit very really super kind sort
-coloured-in middle center centre view seen filmed captured recorded
+coloured-in middle center centre view seen filmed captured recorded equal equally sided shaped
 """
 FILLERS = frozenset(_FILLER_TEXT.split())
 _WORD = re.compile(r"[a-z0-9]+(?:['-][a-z0-9]+)*")
