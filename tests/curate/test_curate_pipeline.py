@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -55,7 +56,11 @@ def test_planted_defects_caught_and_clean_clips_kept(local_run, corpus):
         for clip in clips[name]:
             assert clip.reason == gt["reason"], (name, clip.reason)
             if gt["reason"] is None:
-                assert clip.kept and clip.bucket and clip.caption and clip.cluster is not None
+                assert clip.kept and clip.bucket and clip.cluster is not None
+                if gt.get("caption_source") == "needs_caption":  # kept, marked for captioning
+                    assert clip.caption is None and clip.caption_source == "needs_caption", name
+                else:
+                    assert clip.caption and clip.caption_source == "sidecar", name
                 assert clip.aspect == gt["aspect"]
                 assert clip.weight > 0 and clip.subset_level == 2
 
@@ -127,6 +132,7 @@ def test_manifest_and_summary(local_run):
             "subsets", "clusters", "cut"} <= set(stages)  # fmt: skip
     assert stages["visual"]["in"] - stages["visual"]["out"] == 4  # min_side, border, text, quality
     assert summary["kept"] == sum(1 for c in read_manifest(local_run / MANIFEST_NAME) if c.kept)
+    assert summary["needs_caption"] == 1 and "captions:no_caption" not in summary["reasons"]
 
 
 def test_rerun_is_a_no_op_and_other_config_refused(local_run, corpus, config_file, tmp_path):
@@ -135,6 +141,7 @@ def test_rerun_is_a_no_op_and_other_config_refused(local_run, corpus, config_fil
         corpus[0], "--out", local_run, "--config", config_file, "--workers", "1", "--cut-clips"
     )
     assert code == 0, (output, error)
+    assert "1 kept clip(s) have no caption" in output and "--captioner DIR" in output
     assert json.loads((local_run / SUMMARY_NAME).read_text())["resumed_sources"] == len(corpus[1])
     assert pq.read_table(local_run / MANIFEST_NAME).equals(before)
     other = tmp_path / "other.json"
@@ -193,16 +200,19 @@ def test_curated_clips_feed_the_latent_cache(local_run, tmp_path):
     from moviegen.models.tae import TAE, TAEConfig
     from moviegen.models.text import default_text_conditioner
 
-    kept = [c for c in read_manifest(local_run / MANIFEST_NAME) if c.kept]
+    kept = [c for c in read_manifest(local_run / MANIFEST_NAME) if c.kept and c.caption]
     source = read_data(local_run / "curated.jsonl")
-    assert len(source.items) == len(kept) and not source.failures and not source.no_caption
+    assert len(source.items) == len(kept) and not source.failures
+    assert [Path(p).stem for p in source.no_caption] == [  # kept by curate, skipped (counted) by the cache
+        c.clip_id for c in read_manifest(local_run / MANIFEST_NAME) if c.kept and not c.caption
+    ]
     torch.manual_seed(0)
     cache_dir = build_cache(source, TAE(TAEConfig.preset("tiny")).eval(), default_text_conditioner(64),
                             tmp_path / "cache", BucketGrid.preset("tiny"))  # fmt: skip
     cache = LatentCache(cache_dir)
     assert len(cache) == len(kept)
     manifest = json.loads((cache_dir / "manifest.json").read_text())
-    assert manifest["counts"]["failures"] == 0
+    assert manifest["counts"]["failures"] == 0 and manifest["counts"]["no_caption"] == 1
     buckets = {Path(item["source"]).stem: item["bucket"] for item in manifest["items"]}
     prompts = {Path(item["source"]).stem: item["prompt"] for item in manifest["items"]}
     for clip in kept:
@@ -210,3 +220,48 @@ def test_curated_clips_feed_the_latent_cache(local_run, tmp_path):
         assert prompts[clip.clip_id] == clip.prompt  # FPS + camera prefix composed the same way
     item = cache[0]
     assert item.latent.shape[0] == 16
+
+
+def test_uncaptioned_folder_keeps_the_clean_clips(corpus, config_file, tmp_path):
+    """The normal first run: raw videos, no sidecars, no captioner."""
+    folder, truth = corpus
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    names = ["pan_left.mp4", "tilt_up.mp4", "static.mp4", "lowres.mp4", "text.mp4", "garbage.mp4"]
+    for name in names:
+        (raw / name).write_bytes((folder / name).read_bytes())
+    out = tmp_path / "out"
+    code, output, error = run_curate(raw, "--out", out, "--config", config_file, "--workers", "1")
+    assert code == 0, (output, error)
+    clips = by_file(out)
+    for name in names:
+        expected = truth[name]["reason"] if name in truth else "probe"
+        for clip in clips[name]:
+            if expected is None:
+                assert clip.kept and clip.caption_source == "needs_caption", (name, clip.reason)
+            else:
+                assert not clip.kept and clip.reason.startswith(expected), (name, clip.reason)
+    summary = json.loads((out / SUMMARY_NAME).read_text())
+    assert summary["kept"] == summary["needs_caption"] == 2
+    assert "2 kept clip(s) have no caption" in output
+
+
+def test_curate_bad_options_are_one_line_before_any_work(corpus, config_file, tmp_path):
+    folder = corpus[0]
+    (tmp_path / "file").write_text("x")
+    listed = tmp_path / "list.json"
+    listed.write_text("[1, 2]")
+    cases = [
+        (["--out", tmp_path / "file"], "not a directory"),
+        (["--out", tmp_path / "o1", "--config", listed], "JSON object"),
+        (["--out", tmp_path / "o2", "--device", "tpu"], "unknown device"),
+        (["--out", tmp_path / "o3", "--captioner", tmp_path / "none"], "does not exist"),
+    ]
+    if importlib.util.find_spec("ray") is not None:
+        cases.append((["--out", tmp_path / "o4", "--ray", "127.0.0.1:1"], "cannot reach Ray at 127.0.0.1:1"))
+    for args, needle in cases:
+        start = time.monotonic()
+        code, output, error = run_curate(folder, *args)
+        assert code != 0 and needle in str(error), (args, output, error)
+        assert time.monotonic() - start < 30, args
+    assert not any((tmp_path / f"o{i}").exists() for i in range(1, 5))

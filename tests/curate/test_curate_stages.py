@@ -220,9 +220,11 @@ def test_sidecar_caption_and_camera_prefix():
     assert done.prompt == "FPS-12. Camera: pan left. a walk in the park"
     unsure = dataclasses.replace(clip, camera_confidence=0.2)
     assert captions.captions(unsure, frames_of(video), CONFIG, sidecar="x").prompt == "FPS-12. x"
-    assert captions.captions(clip, frames_of(video), CONFIG).reason == "captions:no_caption"
-    relaxed = dataclasses.replace(CONFIG, require_caption=False)
-    assert captions.captions(clip, frames_of(video), relaxed).kept
+    uncaptioned = captions.captions(clip, frames_of(video), CONFIG)
+    assert uncaptioned.kept and uncaptioned.caption_source == "needs_caption"
+    assert uncaptioned.caption is None and uncaptioned.prompt is None
+    strict = dataclasses.replace(CONFIG, require_caption=True)
+    assert captions.captions(clip, frames_of(video), strict).reason == "captions:no_caption"
 
 
 def test_buckets_aspect_mix_levels():

@@ -8,8 +8,9 @@
 * Otherwise the caption is the source's sidecar (``video.txt`` / ``video.json`` beside the file, or the
   JSONL row, read by :func:`moviegen.data.cache.read_data`); every clip of the source shares it.
 
-``caption_source`` says which (``vlm`` / ``sidecar``). A clip without any caption is dropped
-(``no_caption``) unless ``require_caption`` is false. ``prompt`` is the caption as the model will see it,
+``caption_source`` says which (``vlm`` / ``sidecar``). A clip without any caption is kept and marked
+``caption_source = "needs_caption"`` (caption it later with a captioner or sidecars); with
+``require_caption`` it is dropped (``no_caption``). ``prompt`` is the caption as the model will see it,
 composed by :func:`moviegen.models.text.compose_prompt` with the clip's frame rate and — when the camera
 stage's confidence is ≥ ``camera_prefix_confidence`` — its camera-motion label (the paper prefixes
 high-confidence labels); a caption that cannot be composed (it already carries a prefix) is dropped
@@ -23,9 +24,10 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+import torch
 
 from moviegen.curate.config import CurateConfig
-from moviegen.curate.record import Clip, Frames
+from moviegen.curate.record import NEEDS_CAPTION, Clip, Frames
 from moviegen.errors import MovieGenError
 from moviegen.models.text import compose_prompt
 
@@ -37,7 +39,7 @@ class Captioner(Protocol):
 class VLMCaptioner:
     """A transformers vision-language model from a local folder, captioning one frame per clip."""
 
-    def __init__(self, path: str | Path, prompt: str = "", max_new_tokens: int = 60):
+    def __init__(self, path: str | Path, prompt: str = "", max_new_tokens: int = 60, device: str = "cpu"):
         from moviegen.curate.vision import _quiet_transformers
 
         self.path = Path(path)
@@ -51,7 +53,8 @@ class VLMCaptioner:
             self.model = AutoModelForImageTextToText.from_pretrained(self.path)
         except Exception as e:  # transformers raises many types on a broken folder
             raise MovieGenError(f"cannot load a vision-language model from {self.path}: {e}") from None
-        self.model.eval().requires_grad_(False)
+        self.device = torch.device(device)
+        self.model.eval().requires_grad_(False).to(self.device)
         self.prompt = prompt
         self.max_new_tokens = max_new_tokens
 
@@ -67,7 +70,6 @@ class VLMCaptioner:
         return self.prompt or None
 
     def caption(self, images: list[np.ndarray]) -> str:
-        import torch
         from PIL import Image
 
         image = Image.fromarray(images[len(images) // 2])
@@ -75,7 +77,7 @@ class VLMCaptioner:
         kwargs = {"images": [image], "return_tensors": "pt"}
         if text is not None:
             kwargs["text"] = [text]
-        inputs = self.processor(**kwargs)
+        inputs = self.processor(**kwargs).to(self.device)
         with torch.inference_mode():
             out = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False)
         ids = inputs.get("input_ids")
@@ -104,7 +106,7 @@ def captions(
     if caption is None:
         if config.require_caption:
             return clip.drop("captions", "no_caption")
-        return clip
+        return dataclasses.replace(clip, caption_source=NEEDS_CAPTION)
     label = clip.camera_motion if (clip.camera_confidence or 0.0) >= config.camera_prefix_confidence else None
     clip = dataclasses.replace(clip, caption=caption, caption_source=source)
     try:

@@ -24,6 +24,11 @@ class CurateConfig(Config):
     The defaults follow the paper where it gives a number (min side 720 → 768, 4–16 s clips, 80 %
     landscape / 20 % portrait, ≥ 60 % of clips matching the concept list when one is given); the other
     thresholds are [choice]s calibrated on synthetic clips (see ``moviegen.curate.synthetic``).
+
+    ``require_caption`` is false by default: the normal first run has neither sidecars nor a local VLM,
+    and every clip that passes the filters is kept and marked ``caption_source = "needs_caption"``
+    (the paper captions after filtering, so the filters never depend on a caption). ``device`` is not part
+    of a run's identity: a run resumes on another device.
     """
 
     # decoding: analysis frames (every stage but the visual one) and full-resolution stills
@@ -76,7 +81,9 @@ class CurateConfig(Config):
     captioner: str | None = None
     caption_prompt: str = ""
     caption_max_tokens: int = 60
-    require_caption: bool = True
+    require_caption: bool = False
+    # models: where the embedder, aesthetic scorer and captioner run ("cpu", "cuda", "cuda:1")
+    device: str = "cpu"
     # subsets
     subset_min_sides: tuple[int, ...] = (720, 768)
     landscape_fraction: float | None = 0.8

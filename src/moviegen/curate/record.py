@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+NEEDS_CAPTION = "needs_caption"
+"""``caption_source`` of a kept clip that neither a captioner nor a sidecar captioned."""
 DROP_STAGES = ("probe", "scenes", "visual", "motion", "captions", "content", "buckets", "subsets")
 """Stages that may drop a clip, in pipeline order (camera and clustering only annotate)."""
 

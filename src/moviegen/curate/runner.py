@@ -45,9 +45,10 @@ from typing import Annotated, Any
 import typer
 
 from moviegen.curate.config import CurateConfig
-from moviegen.curate.record import Clip, clip_id, source_key
+from moviegen.curate.record import NEEDS_CAPTION, Clip, clip_id, source_key
+from moviegen.devices import DEVICE_HELP
 from moviegen.errors import MovieGenError
-from moviegen.files import write_atomic
+from moviegen.files import check_output_dir, write_atomic
 
 MANIFEST_NAME = "manifest.parquet"
 SUMMARY_NAME = "summary.json"
@@ -91,7 +92,7 @@ class Resources:
             return None
         from moviegen.curate.vision import CLIPAestheticScorer
 
-        return CLIPAestheticScorer(self.config.aesthetic_model)
+        return CLIPAestheticScorer(self.config.aesthetic_model, self.config.device)
 
     @functools.cached_property
     def encoder(self) -> Any:
@@ -99,7 +100,7 @@ class Resources:
             return None
         from moviegen.curate.vision import CLIPImageEncoder
 
-        return CLIPImageEncoder(self.config.embedding_model)
+        return CLIPImageEncoder(self.config.embedding_model, self.config.device)
 
     @functools.cached_property
     def captioner(self) -> Any:
@@ -108,7 +109,7 @@ class Resources:
         from moviegen.curate.captions import VLMCaptioner
 
         cfg = self.config
-        return VLMCaptioner(cfg.captioner, cfg.caption_prompt, cfg.caption_max_tokens)
+        return VLMCaptioner(cfg.captioner, cfg.caption_prompt, cfg.caption_max_tokens, cfg.device)
 
 
 _RESOURCES: dict[str, Resources] = {}
@@ -320,6 +321,22 @@ class LocalPool:
             yield future.result()
 
 
+def _probe_ray_address(address: str, timeout: float = 5.0) -> None:
+    """Fail fast, with one line, when nothing listens at a ``host:port`` / ``ray://host:port`` address."""
+    import socket
+
+    hostport = address.split("://", 1)[-1]
+    if address == "auto" or ":" not in hostport:
+        return
+    host, _, port = hostport.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise MovieGenError(f"Ray address {address!r}: the port must be a number in 1-65535")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise MovieGenError(f"cannot reach Ray at {address}: {e.strerror or e}") from None
+
+
 class RaySession:
     """``ray.init()`` on entry (local, or the cluster at ``address``) unless Ray is running already."""
 
@@ -339,10 +356,15 @@ class RaySession:
                 kwargs["address"] = self.address
             elif self.workers:
                 kwargs["num_cpus"] = self.workers
+            if self.address:  # ray.init waits without end on a silent address
+                _probe_ray_address(self.address)
             try:
                 ray.init(**kwargs)
             except Exception as e:  # ConnectionError, RuntimeError, ...
-                raise MovieGenError(f"cannot start or reach Ray ({self.address or 'local'}): {e}") from None
+                first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+                raise MovieGenError(
+                    f"cannot start or reach Ray ({self.address or 'local'}): {first}"
+                ) from None
             self.started = True
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
@@ -463,7 +485,8 @@ def _prepare_out(out: Path, config: CurateConfig) -> None:
             previous = json.loads(saved.read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise MovieGenError(f"{saved} is unreadable: {e}") from None
-        if previous != json.loads(config.to_json()):
+        previous.pop("device", None)
+        if previous != {k: v for k, v in json.loads(config.to_json()).items() if k != "device"}:
             raise MovieGenError(
                 f"{out} holds a curation run with a different config: rerun with the same config to resume, "
                 "or choose another --out"
@@ -522,6 +545,9 @@ def curate(
         path = getattr(config, key)
         if path is not None and not Path(path).exists():
             raise MovieGenError(f"{key} {path} does not exist (models load from local folders only)")
+    check_output_dir(out, "--out")
+    if ray_address:
+        _probe_ray_address(ray_address)
     sources = list_sources(src)
     _prepare_out(out, config)
     results = _load_results(out, sources)
@@ -608,6 +634,7 @@ def curate(
         "failed_sources": sum(1 for c in clips if c.clip_index < 0),
         "clips": sum(1 for c in clips if c.clip_index >= 0),
         "kept": len(kept),
+        "needs_caption": sum(1 for c in kept if c.caption_source == NEEDS_CAPTION),
         "kept_seconds": round(sum(c.duration_s or 0.0 for c in kept), 3),
         "source_seconds": round(sum(_source_seconds(r) for r in ordered), 3),
         "wall_seconds": round(time.perf_counter() - started, 3),
@@ -648,6 +675,7 @@ def curated_rows(clips: Iterable[Clip], config: CurateConfig) -> list[dict[str, 
         row: dict[str, Any] = {"path": c.clip_path}
         if c.caption:
             row["caption"] = c.caption
+        row["caption_source"] = c.caption_source
         row["fps"] = c.fps
         label = camera_prefix(c, config)
         if label:
@@ -669,6 +697,13 @@ def format_summary(report: dict[str, Any]) -> str:
     )
     if report["reasons"]:
         lines.append("dropped: " + ", ".join(f"{k} {v}" for k, v in report["reasons"].items()))
+    if report.get("needs_caption"):
+        lines.append(
+            f"{report['needs_caption']} kept clip(s) have no caption (caption_source needs_caption): "
+            "caption them with --captioner DIR (a local vision-language model folder) or with VIDEO.txt / "
+            "VIDEO.json sidecars beside the sources and rerun into a new --out; `moviegen cache` skips them; "
+            'set "require_caption": true in --config to drop them instead'
+        )
     return "\n".join(lines)
 
 
@@ -704,12 +739,27 @@ def curate_cli(
             "--cut-clips", help="Write the kept clips to OUT/clips/ and OUT/curated.jsonl (for `cache`)."
         ),
     ] = False,
+    captioner: Annotated[
+        Path | None,
+        typer.Option(
+            "--captioner",
+            help="A local vision-language model folder to caption the clips (default: sidecars only; "
+            "clips without a caption are kept and marked needs_caption).",
+        ),
+    ] = None,
+    device: Annotated[str, typer.Option(help=f"{DEVICE_HELP} For the embedder, scorer, captioner.")] = "auto",
 ) -> None:
     """Curate raw videos into a bucketed, captioned clip manifest (resumable; local or Ray)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from moviegen.devices import resolve_device
+
     cfg = CurateConfig.from_json(config) if config is not None else CurateConfig()
+    overrides = {"device": str(resolve_device(device))}
+    if captioner is not None:
+        overrides["captioner"] = str(captioner)
+    cfg = dataclasses.replace(cfg, **overrides)
     console = Console(stderr=True)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True) as bar:

@@ -218,7 +218,7 @@ def make_corpus(
     clip("zoom_out.mp4", [Shot(4.0, "zoom out", seed=14)], camera="zoom out")
     clip("roll.mp4", [Shot(4.0, "roll clockwise", seed=15, speed=12.0)], camera="roll clockwise")
     clip("portrait.mp4", [Shot(4.0, "pan left", seed=16)], size=(w, h), camera="pan left", aspect="portrait")
-    clip("uncaptioned.mp4", [Shot(4.0, "tilt down", seed=17)], caption=None, reason="captions:no_caption")
+    clip("uncaptioned.mp4", [Shot(4.0, "tilt down", seed=17)], caption=None, caption_source="needs_caption")
     clip("text.mp4", [Shot(4.0, "pan right", seed=21, text="BREAKING NEWS")], reason="visual:text")
     clip("letterbox.mp4", [Shot(4.0, "pan left", seed=22, letterbox=0.125)], size=(h * 4 // 3, w),
          reason="visual:border")  # fmt: skip

@@ -35,7 +35,7 @@ def _quiet_transformers() -> None:
 class CLIPImageEncoder:
     """L2-normalised CLIP image embeddings of RGB uint8 frames, from a local folder."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, device: str = "cpu"):
         self.path = Path(path)
         if not self.path.is_dir():
             raise MovieGenError(f"CLIP model folder not found: {self.path}")
@@ -50,28 +50,29 @@ class CLIPImageEncoder:
                 self.model = CLIPModel.from_pretrained(self.path)
         except Exception as e:  # transformers raises many types on a broken folder
             raise MovieGenError(f"cannot load a CLIP image model from {self.path}: {e}") from None
-        self.model.eval().requires_grad_(False)
+        self.device = torch.device(device)
+        self.model.eval().requires_grad_(False).to(self.device)
 
     def embed(self, images: list[np.ndarray]) -> np.ndarray:
         """``(N, D)`` float32 unit vectors of ``N`` RGB ``(H, W, 3)`` uint8 images."""
-        inputs = self.processor(images=list(images), return_tensors="pt")
+        pixels = self.processor(images=list(images), return_tensors="pt")["pixel_values"].to(self.device)
         with torch.inference_mode():
             if hasattr(self.model, "get_image_features"):
-                out = self.model.get_image_features(pixel_values=inputs["pixel_values"])
+                out = self.model.get_image_features(pixel_values=pixels)
                 feats = out if isinstance(out, torch.Tensor) else out.pooler_output
             else:
-                feats = self.model(pixel_values=inputs["pixel_values"]).image_embeds
+                feats = self.model(pixel_values=pixels).image_embeds
         feats = torch.nn.functional.normalize(feats.float(), dim=-1)
-        return feats.numpy().astype(np.float32)
+        return feats.cpu().numpy().astype(np.float32)
 
 
 class CLIPAestheticScorer:
     """Aesthetic score of frames: a linear-chain head over normalised CLIP image embeddings."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, device: str = "cpu"):
         from moviegen.pretrained import load_safetensors
 
-        self.encoder = CLIPImageEncoder(path)
+        self.encoder = CLIPImageEncoder(path, device)
         head = Path(path) / HEAD_NAME
         if not head.is_file():
             raise MovieGenError(f"aesthetic model {path} has no {HEAD_NAME}")

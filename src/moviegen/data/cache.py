@@ -74,6 +74,7 @@ from torch import Tensor
 
 from moviegen import __version__
 from moviegen.data.buckets import BucketGrid, fit_to_bucket
+from moviegen.devices import DEVICE_HELP, resolve_device
 from moviegen.errors import MovieGenError
 from moviegen.models.text import compose_prompt
 from moviegen.pretrained import atomic_dir
@@ -85,6 +86,10 @@ MANIFEST_NAME = "manifest.json"
 FAILURES_NAME = "failures.jsonl"
 SHARD_PATTERN = "shard-{:05d}.safetensors"
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v")
+CAPTION_HOW = (
+    'give them VIDEO.txt / VIDEO.json sidecars or "caption" fields, or curate them with '
+    "`moviegen curate --captioner DIR`"
+)
 DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
 
 Progress = Callable[[int, int], None]
@@ -381,6 +386,10 @@ def build_cache(
             progress(total, total)
 
         if not records:
+            if source.no_caption and len(source.no_caption) == len(failures):
+                raise MovieGenError(
+                    f"nothing to cache: all {len(source.no_caption)} video(s) lack a caption; {CAPTION_HOW}"
+                )
             first = failures[0]["error"] if failures else "the data holds no videos"
             raise MovieGenError(f"no item could be cached ({len(failures)} failures; first: {first})")
         buckets: dict[str, dict[str, Any]] = {}
@@ -636,7 +645,7 @@ def cache_cli(
     shard_size: Annotated[int, typer.Option(help="Items per shard file.")] = 256,
     batch_size: Annotated[int, typer.Option(help="Clips per TAE / text-encoder batch.")] = 4,
     dtype: Annotated[str, typer.Option(help="Storage dtype: float16, bfloat16 or float32.")] = "float16",
-    device: Annotated[str | None, typer.Option(help="Encoding device (default: cuda if available).")] = None,
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
 ) -> None:
     """Precompute TAE latents and text-encoder states of captioned videos into a sharded cache."""
     from rich.console import Console
@@ -652,14 +661,18 @@ def cache_cli(
     _check_out(out)
     source = read_data(data)
     model, conditioner, what = _load_components(tae, text, pipeline)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(device)
     try:
         model.to(device)
         conditioner.to(device)
     except (RuntimeError, AssertionError) as e:
         raise MovieGenError(f"cannot use device {device!r}: {str(e).splitlines()[0]}") from None
     if source.no_caption:
-        typer.echo(f"warning: skipping {len(source.no_caption)} video(s) without a caption", err=True)
+        typer.echo(
+            f"warning: skipping {len(source.no_caption)} of "
+            f"{len(source.no_caption) + len(source.items)} video(s) without a caption; {CAPTION_HOW}",
+            err=True,
+        )
     console = Console(stderr=True)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True) as bar:

@@ -157,9 +157,9 @@ SHAPE_NOUNS: dict[str, tuple[str, ...]] = {
                "quad", "boxy", "chip", "four-cornered", "four cornered", "four sides", "four equal sides",
                "four corners", "four right angles", "four-edged"),
     "triangle": ("triangle", "triangular", "wedge", "pyramid", "pyramidal", "three-sided", "three sided",
-                 "arrowhead", "delta", "cone", "trigon", "tri-angle", "spike", "three-cornered", "three cornered",
-                 "three sides", "three equal sides", "three corners", "three angles", "three points",
-                 "three-pointed", "tri shape", "tri-shape", "tri", "triangle-shaped"),
+                 "arrowhead", "delta", "cone", "trigon", "tri-angle", "spike", "three-cornered",
+                 "three cornered", "three sides", "three equal sides", "three corners", "three angles",
+                 "three points", "three-pointed", "tri shape", "tri-shape", "tri", "triangle-shaped"),
 }  # fmt: skip
 OTHER_COLORS = frozenset(
     ("black", "grey", "gray", "brown", "beige", "tan", "khaki", "charcoal", "ebony", "sepia", "taupe")
