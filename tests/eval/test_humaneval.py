@@ -4,6 +4,7 @@ import csv
 import json
 import logging
 import os
+import socket
 import sqlite3
 import threading
 from pathlib import Path
@@ -59,9 +60,23 @@ def app(folders, tmp_path) -> Flask:
 
 
 def login(app: Flask, name: str):
+    """A client signed in through rater ``name``'s invite link."""
+    token = app.config["MOVIEGEN_STORE"].invite(name)
     client = app.test_client()
-    response = client.post("/login", data={"rater": name})
+    response = client.get(f"/join/{token}")
     assert response.status_code == 302 and response.location.endswith("/vote")
+    return client
+
+
+def csrf_of(client) -> str:
+    page = client.get("/vote").get_data(as_text=True)
+    return page.split('name="csrf" value="')[1].split('"')[0]
+
+
+def admin(app: Flask):
+    client = app.test_client()
+    response = client.get(f"/results?admin={app.config['MOVIEGEN_ADMIN_TOKEN']}")
+    assert response.status_code == 302 and "admin=" not in response.location
     return client
 
 
@@ -74,9 +89,10 @@ def vote_all(app: Flask, client, rater: str, plan: dict[str, str]) -> list[str]:
         if 'id="done"' in page:
             return seen
         item = page.split('name="item" id="item" value="')[1].split('"')[0]
+        csrf = page.split('name="csrf" value="')[1].split('"')[0]
         left = store.assignment(rater, item).left_model
         side = {left: "left", ("b" if left == "a" else "a"): "right", "tie": "tie"}
-        form = {"item": item, **{axis: side[plan.get(axis, "tie")] for axis in AXES}}
+        form = {"csrf": csrf, "item": item, **{axis: side[plan.get(axis, "tie")] for axis in AXES}}
         assert client.post("/vote", data=form).status_code == 302
         seen.append(item)
 
@@ -109,8 +125,15 @@ def test_login_and_blind_vote_page(app, folders):
     client = app.test_client()
     assert client.get("/").location.endswith("/login")
     assert client.get("/vote").location.endswith("/login")
-    assert 'id="rater"' in client.get("/login").get_data(as_text=True)
-    assert client.post("/login", data={"rater": "   "}).status_code == 400
+    page = client.get("/login").get_data(as_text=True)
+    assert 'id="token"' in page and 'id="rater"' not in page  # no name login: invites only
+    csrf = page.split('name="csrf" value="')[1].split('"')[0]
+    assert client.post("/login", data={"csrf": csrf, "token": "guess"}).status_code == 403
+    assert client.get("/join/guess").status_code == 403
+    token = app.config["MOVIEGEN_STORE"].invite("ada")
+    assert client.post("/login", data={"token": token}).status_code == 400  # no CSRF token
+    assert client.post("/login", data={"csrf": csrf, "token": token}).location.endswith("/vote")
+    assert 'id="current-rater">ada<' in client.get("/vote").get_data(as_text=True)
     client = login(app, "ada")
     page = client.get("/vote").get_data(as_text=True)
     assert 'id="left-video"' in page and 'id="right-video"' in page and 'id="submit"' in page
@@ -131,7 +154,8 @@ def test_prompt_is_escaped(app):
         if item == "cat.mp4":
             assert "A cat &lt;b&gt;jumps&lt;/b&gt;" in page and "<b>jumps" not in page
             return
-        client.post("/vote", data={"item": item, **dict.fromkeys(AXES, "tie")})
+        csrf = page.split('name="csrf" value="')[1].split('"')[0]
+        client.post("/vote", data={"csrf": csrf, "item": item, **dict.fromkeys(AXES, "tie")})
     pytest.fail("cat.mp4 never shown")
 
 
@@ -154,23 +178,63 @@ def test_vote_flow_maps_sides_back_to_models(app, tmp_path):
 
 def test_repeat_and_bad_submissions(app, tmp_path):
     client = login(app, "ada")
-    form = {"item": "dog.mp4", **dict.fromkeys(AXES, "left")}
+    form = {"csrf": csrf_of(client), "item": "dog.mp4", **dict.fromkeys(AXES, "left")}
     assert client.post("/vote", data=form).status_code == 302
     assert client.post("/vote", data=form).status_code == 302  # double submit: ignored
     assert len(VoteStore(tmp_path / "votes.sqlite").votes()) == len(AXES)
     assert client.post("/vote", data={**form, "realness": "maybe"}).status_code == 400
     assert client.post("/vote", data={**form, "item": "only_a.mp4"}).status_code == 400
     assert client.post("/vote", data={k: v for k, v in form.items() if k != "aesthetics"}).status_code == 400
-    assert app.test_client().post("/vote", data=form).location.endswith("/login")
+    assert app.test_client().post("/vote", data=form).status_code == 400  # another session's CSRF token
+    assert client.post("/vote", data={**form, "csrf": "forged"}).status_code == 400
+    assert client.post("/vote", data={k: v for k, v in form.items() if k != "csrf"}).status_code == 400
+    assert len(VoteStore(tmp_path / "votes.sqlite").votes()) == len(AXES)
 
 
-def test_logged_in_rater_survives_a_new_database(app, folders, tmp_path):
+def test_invites_are_personal_hashed_and_revocable(app, folders, tmp_path):
+    store: VoteStore = app.config["MOVIEGEN_STORE"]
+    ada = login(app, "ada")
+    with sqlite3.connect(tmp_path / "votes.sqlite") as db:
+        (stored,) = db.execute("SELECT token_sha256 FROM invites WHERE rater = 'ada'").fetchone()
+    assert len(stored) == 64 and store.rater_of(stored) == "ada"
+    token = store.invite("ada")  # a new link for ada: the old one and its session stop working
+    assert ada.get("/vote").location.endswith("/login")
+    assert ada.get("/video/left/dog.mp4").status_code == 404
+    with sqlite3.connect(tmp_path / "votes.sqlite") as db:
+        rows = db.execute("SELECT token_sha256 FROM invites").fetchall()
+    assert token not in json.dumps(rows) and len(rows) == 1
+    again = app.test_client()
+    assert again.get(f"/join/{token}").location.endswith("/vote")
+    assert store.invited() == ["ada"]
+    with pytest.raises(MovieGenError, match="1 to 64"):
+        store.invite("  ")
+
+
+def test_cookies_and_results_behind_the_admin_token(app):
     client = login(app, "ada")
-    fresh = create_app(*folders, tmp_path / "fresh.sqlite", seed=0, secret_key="test")  # same cookie key
-    fresh_client = fresh.test_client()
-    fresh_client.set_cookie("session", client.get_cookie("session").value)
-    assert "Item 1 of 3" in fresh_client.get("/vote").get_data(as_text=True)
-    assert len(fresh.config["MOVIEGEN_STORE"].assignments("ada")) == 3
+    cookie = client.get_cookie("session")
+    assert cookie.http_only and cookie.same_site == "Lax"
+    response = client.get("/vote")
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert client.get("/results").status_code == 403  # raters never see results during the study
+    assert client.get("/results?admin=wrong").status_code == 403
+    assert "/results" not in client.get("/vote").get_data(as_text=True)
+    assert "no votes yet" in admin(app).get("/results").get_data(as_text=True)
+
+
+def test_signed_in_rater_survives_a_restart_not_a_foreign_database(app, folders, tmp_path):
+    client = login(app, "ada")
+    cookie = client.get_cookie("session").value
+    restarted = create_app(*folders, tmp_path / "votes.sqlite", seed=0, secret_key="test")  # same db and key
+    again = restarted.test_client()
+    again.set_cookie("session", cookie)
+    assert "Item 1 of 3" in again.get("/vote").get_data(as_text=True)
+    fresh = create_app(*folders, tmp_path / "fresh.sqlite", seed=0, secret_key="test")  # ada not invited
+    stranger = fresh.test_client()
+    stranger.set_cookie("session", cookie)
+    assert stranger.get("/vote").location.endswith("/login")
+    assert fresh.config["MOVIEGEN_STORE"].assignments("ada") == []
 
 
 def test_randomisation_is_recorded_per_rater(app, folders, tmp_path):
@@ -197,7 +261,7 @@ def test_randomisation_is_recorded_per_rater(app, folders, tmp_path):
     )
     # the same seed and rater name give the same order and sides in a fresh database
     again = create_app(*folders, tmp_path / "again.sqlite", seed=0)
-    again.test_client().post("/login", data={"rater": "rater3"})
+    login(again, "rater3")
     assert again.config["MOVIEGEN_STORE"].assignments("rater3") == store.assignments("rater3")
 
 
@@ -272,10 +336,11 @@ def test_video_path_checks_resolution_itself(folders):
 
 def test_results_page_report_and_csv(app, tmp_path):
     db = tmp_path / "votes.sqlite"
-    assert "no votes yet" in app.test_client().get("/results").get_data(as_text=True)
+    lab = admin(app)
+    assert "no votes yet" in lab.get("/results").get_data(as_text=True)
     vote_all(app, login(app, "ada"), "ada", {"text_alignment": "a", "motion_naturalness": "b"})
     results = report(db)
-    page = app.test_client().get("/results").get_data(as_text=True)
+    page = lab.get("/results").get_data(as_text=True)
     for r in results:
         row = page.split(f'<tr id="row-{r.axis}">')[1].split("</tr>")[0]
         assert f'class="n">{r.n}<' in row and f'class="net">{r.net_win_rate:+.1f}<' in row
@@ -334,15 +399,61 @@ def test_cli_report_and_serve(app, folders, tmp_path, monkeypatch):
     result = runner.invoke(humaneval_app, ["serve", "--a", str(tmp_path / "no"), "--b", str(folders[1])])
     assert isinstance(result.exception, MovieGenError) and "video folder not found" in str(result.exception)
 
-    calls = []
-    monkeypatch.setattr("moviegen.eval.humaneval._run_server", lambda *a: calls.append(a))
-    args = ["serve", "--a", str(folders[0]), "--b", str(folders[1]), "--db", str(tmp_path / "s.sqlite")]
-    result = runner.invoke(humaneval_app, [*args, "--port", "8123", "--host", "0.0.0.0"])
+    served = []
+    monkeypatch.setattr("moviegen.eval.humaneval._run_server", lambda server: served.append(server))
+    s_db = tmp_path / "s.sqlite"
+    args = ["serve", "--a", str(folders[0]), "--b", str(folders[1]), "--db", str(s_db)]
+    result = runner.invoke(humaneval_app, [*args, "--port", "8123"])
+    assert isinstance(result.exception, MovieGenError) and "no rater is invited" in str(result.exception)
+    result = runner.invoke(
+        humaneval_app, ["invite", "ada", "bob", "--db", str(s_db), "--url", "http://lab:8123"]
+    )
     assert result.exit_code == 0, result.output
-    ((served, host, port),) = calls
-    assert isinstance(served, Flask) and (host, port) == ("0.0.0.0", 8123)
-    assert "3 video pairs" in result.output
+    links = dict(line.split("\t") for line in result.output.splitlines())
+    assert set(links) == {"ada", "bob"} and links["ada"].startswith("http://lab:8123/join/")
+    with socket.socket() as probe:  # a free port, released before serve binds it
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    result = runner.invoke(humaneval_app, [*args, "--port", str(free), "--admin-token", "s3cret"])
+    assert result.exit_code == 0, result.output
+    ((server,),) = [served]
+    try:
+        assert server.socket.getsockname()[1] == free and isinstance(server.app, Flask)
+        assert f"rating on http://127.0.0.1:{free}/" in result.output
+        assert f"http://127.0.0.1:{free}/results?admin=s3cret" in result.output
+        taken = runner.invoke(humaneval_app, [*args, "--port", str(free)])  # the port is held now
+        assert isinstance(taken.exception, MovieGenError) and f"cannot listen on 127.0.0.1:{free}" in str(
+            taken.exception
+        )
+    finally:
+        server.server_close()
+    for bad in ("99999", "0", "-1"):
+        result = runner.invoke(humaneval_app, [*args, "--port", bad])
+        assert isinstance(result.exception, MovieGenError) and "--port must be in 1-65535" in str(
+            result.exception
+        )
     assert "Usage" in runner.invoke(humaneval_app, []).output
+
+
+def test_db_paths_that_are_not_vote_databases(folders, tmp_path):
+    text = tmp_path / "notes.txt"
+    text.write_text("hello, not sqlite\n" * 20)
+    (tmp_path / "folder").mkdir()
+    for path, needle in (
+        (text, "not an SQLite database"),
+        (tmp_path / "folder", "is a directory"),
+        (Path("/proc/version"), "cannot use"),
+        (Path("/proc/x/votes.sqlite"), "cannot use"),
+    ):
+        with pytest.raises(MovieGenError, match=needle):
+            create_app(*folders, path)
+    assert text.read_text().startswith("hello")
+    if os.geteuid() != 0:  # root writes through file modes
+        locked = tmp_path / "locked.sqlite"
+        VoteStore(locked)
+        locked.chmod(0o444)
+        with pytest.raises(MovieGenError, match="cannot use"):
+            VoteStore(locked).invite("ada")
 
 
 def test_humaneval_is_wired_into_the_moviegen_command(tmp_path, capsys):

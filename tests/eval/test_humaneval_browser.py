@@ -1,17 +1,19 @@
-"""End to end in a real headless Chromium: two raters vote every pair, then /results must equal report().
+"""End to end in a real headless Chromium: two invited raters vote every pair (one by link, one by pasting
+the code), then /results, opened with the admin token, must equal report().
 
 Needs /usr/bin/chromium and /usr/bin/chromedriver (Selenium Manager is never used: no network). Skipped
 when they are missing unless MOVIEGEN_REQUIRE_BROWSER is set, in which case it fails.
 """
 
 import os
+import socket
 import threading
 from pathlib import Path
 
 import pytest
 import torch
 
-from moviegen.eval.humaneval import VoteStore, create_app, report
+from moviegen.eval.humaneval import VoteStore, bind_server, create_app, report
 from moviegen.eval.winrate import AXES
 from moviegen.video import write_video
 
@@ -34,17 +36,19 @@ def _require_browser():
 
 @pytest.fixture
 def server(tmp_path):
-    from werkzeug.serving import make_server
-
     for level, folder in ((-0.6, "a"), (0.6, "b")):
         for name in ("one", "two", "three"):
             write_video(tmp_path / folder / f"{name}.mp4", torch.full((3, 4, 16, 16), level), fps=8)
-    app = create_app(tmp_path / "a", tmp_path / "b", tmp_path / "votes.sqlite", seed=1)
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    app = create_app(tmp_path / "a", tmp_path / "b", tmp_path / "votes.sqlite", seed=1, admin_token="lab")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    httpd = bind_server(app, "127.0.0.1", port)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}", tmp_path / "votes.sqlite"
+    yield f"http://127.0.0.1:{port}", tmp_path / "votes.sqlite"
     httpd.shutdown()
+    httpd.server_close()
     thread.join(timeout=5)
 
 
@@ -85,10 +89,16 @@ def test_two_raters_vote_everything_and_results_match_report(browser, server):
     url, db = server
     wait = WebDriverWait(browser, 10)
     clicked = {}
+    store = VoteStore(db)
+    tokens = {name: store.invite(name) for name in ("ada", "bob")}
     for r, rater in enumerate(["ada", "bob"]):
         browser.get(f"{url}/logout")
-        wait.until(ec.presence_of_element_located((By.ID, "rater"))).send_keys(rater)
-        browser.find_element(By.ID, "login").click()
+        if r == 0:
+            browser.get(f"{url}/join/{tokens[rater]}")
+        else:
+            wait.until(ec.presence_of_element_located((By.ID, "token"))).send_keys(tokens[rater])
+            browser.find_element(By.ID, "login").click()
+        assert wait.until(ec.presence_of_element_located((By.ID, "current-rater"))).text == rater
         for i in range(3):
             wait.until(ec.presence_of_element_located((By.ID, "submit")))
             assert browser.find_element(By.ID, "progress").text == f"Item {i + 1} of 3"
@@ -121,6 +131,9 @@ def test_two_raters_vote_everything_and_results_match_report(browser, server):
     assert {(v["rater"], v["item"], v["axis"]): v["choice"] for v in votes} == clicked
 
     browser.get(f"{url}/results")
+    assert not browser.find_elements(By.ID, "results")  # 403 without the admin token
+    browser.get(f"{url}/results?admin=lab")
+    assert browser.current_url == f"{url}/results"  # the token leaves the address bar
     shown = browser.execute_script(
         "return Array.from(document.querySelectorAll('#results tr[id]'), r => [r.id.slice(4),"
         " ...['n', 'net', 'sigma', 'significant'].map(c => r.querySelector('.' + c).textContent)]);"

@@ -1,17 +1,23 @@
 """Blind pairwise human evaluation in the browser (paper §3.6).
 
-Two folders of MP4s, one per model, are paired by relative file name. Each rater logs in with a name and
+Two folders of MP4s, one per model, are paired by relative file name. Raters are invited by name
+(``moviegen humaneval invite``): each gets a personal link holding a random token, of which only the
+SHA-256 is stored, so a rater cannot vote as another or come back under new names. Each rater
 sees every pair once, in a random order of their own, side by side as "Left" / "Right" (which model is on
 which side is drawn per rater and item and recorded), and answers left / right / tie on each evaluation
 axis. Answers are stored from model A's perspective in SQLite (WAL, one connection per request); the
 results page, :func:`report` and ``report`` on the command line give the net win rate of A over B with
-its σ (:mod:`moviegen.eval.winrate`).
+its σ (:mod:`moviegen.eval.winrate`). During a blind study the results page needs the admin token
+``serve`` prints; every form carries a per-session CSRF token, and the session cookie is HttpOnly and
+SameSite=Lax.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
+import hmac
 import io
 import json
 import logging
@@ -35,6 +41,9 @@ log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS raters (name TEXT PRIMARY KEY, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS invites (
+    token_sha256 TEXT PRIMARY KEY, rater TEXT UNIQUE NOT NULL, created REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS items (file TEXT PRIMARY KEY, prompt TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS assignments (
     rater TEXT NOT NULL, item TEXT NOT NULL, position INTEGER NOT NULL, left_model TEXT NOT NULL,
@@ -51,6 +60,20 @@ CREATE TABLE IF NOT EXISTS votes (
 VOTE_COLUMNS = ("id", "rater", "item", "prompt", "left_model", "right_model")
 VOTE_COLUMNS += ("axis", "choice", "outcome", "created")
 CHOICES = ("left", "right", "tie")
+MAX_NAME = 64
+
+
+def token_hash(token: str) -> str:
+    """What the database keeps of an invite token: its SHA-256, never the token itself."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def rater_name(name: str) -> str:
+    """A rater name with runs of whitespace collapsed; 1 to 64 characters."""
+    clean = " ".join(str(name).split())
+    if not 1 <= len(clean) <= MAX_NAME:
+        raise MovieGenError(f"a rater name must have 1 to {MAX_NAME} characters, got {name!r}")
+    return clean
 
 
 @dataclass(frozen=True)
@@ -87,10 +110,40 @@ class VoteStore:
 
     def __init__(self, db_path: str | Path, busy_timeout_s: float = 30.0):
         self.path, self.busy_timeout_s = Path(db_path), busy_timeout_s
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        where = f"cannot use {self.path} as the vote database"
+        if self.path.is_dir():
+            raise MovieGenError(f"{where}: it is a directory (give a file name, e.g. votes.sqlite)")
+        if self.path.exists() and not self.path.is_file():
+            raise MovieGenError(f"{where}: it is not a regular file")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.connect() as db:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as e:
+            reason = "it is not an SQLite database" if "not a database" in str(e) else str(e)
+            raise MovieGenError(f"{where}: {reason}") from None
+        except OSError as e:
+            raise MovieGenError(f"{where}: {e.strerror or e}") from None
+
+    def invite(self, name: str) -> str:
+        """A new invite token for rater ``name`` (any earlier token of that rater stops working)."""
+        name = rater_name(name)
+        token = secrets.token_urlsafe(24)
+        with self.transaction() as db:
+            db.execute("DELETE FROM invites WHERE rater = ?", (name,))
+            db.execute("INSERT INTO invites VALUES (?, ?, ?)", (token_hash(token), name, time.time()))
+        return token
+
+    def rater_of(self, digest: str) -> str | None:
+        """The rater whose invite token has SHA-256 ``digest``, or None (unknown or revoked)."""
         with self.connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(SCHEMA)
+            row = db.execute("SELECT rater FROM invites WHERE token_sha256 = ?", (digest,)).fetchone()
+        return row[0] if row else None
+
+    def invited(self) -> list[str]:
+        with self.connect() as db:
+            return [r[0] for r in db.execute("SELECT rater FROM invites ORDER BY rater")]
 
     @contextlib.contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
@@ -278,15 +331,18 @@ fieldset { display: inline-block; margin: .3em; }
 </style></head><body>
 {% if rater %}<p>Rater: <b id="current-rater">{{ rater }}</b>
 · <a href="{{ url_for('logout') }}" id="logout">log out</a>
-· <a href="{{ url_for('results') }}">results</a></p>{% endif %}
+{% if admin %}· <a href="{{ url_for('results') }}">results</a>{% endif %}</p>{% endif %}
 {% block body %}{% endblock %}
 </body></html>"""
 
 LOGIN = """{% extends page %}{% block body %}
 <h1>Pairwise video evaluation</h1>
 {% if error %}<p id="error" style="color:#b00">{{ error }}</p>{% endif %}
+<p>Open the personal link you were sent, or paste its invite code here.</p>
 <form method="post" action="{{ url_for('login') }}">
-<label for="rater">Your name</label> <input id="rater" name="rater" maxlength="64" required autofocus>
+<input type="hidden" name="csrf" value="{{ csrf }}">
+<label for="token">Invite code</label>
+<input id="token" name="token" maxlength="200" required autofocus autocomplete="off">
 <button type="submit" id="login">Start</button>
 </form>{% endblock %}"""
 
@@ -304,6 +360,7 @@ VOTE = """{% extends page %}{% block body %}
 </figure>
 </div>
 <form method="post" action="{{ url_for('vote') }}" id="vote-form">
+<input type="hidden" name="csrf" value="{{ csrf }}">
 <input type="hidden" name="item" id="item" value="{{ item.file }}">
 {% for axis in axes %}<fieldset><legend>{{ axis.replace('_', ' ') }}</legend>
 {% for c in choices %}<label>
@@ -338,9 +395,12 @@ def create_app(
     db_path: str | Path,
     seed: int | None = None,
     secret_key: str | bytes | None = None,
+    admin_token: str | None = None,
 ) -> Flask:
     """The rating web app over the paired videos of ``dir_a`` (model A) and ``dir_b`` (model B).
 
+    Raters sign in with an invite token (``/join/<token>`` or the login form); ``/results`` opens with
+    ``?admin=<admin_token>`` (random per process when not given: ``app.config["MOVIEGEN_ADMIN_TOKEN"]``).
     ``seed`` makes each rater's item order and left/right draws reproducible (per rater name); the
     session cookie is signed with ``secret_key`` (random per process when not given).
     """
@@ -351,11 +411,58 @@ def create_app(
     app = Flask(__name__)
     app.url_map.merge_slashes = False  # "/video/left//etc/x" is a 404, not a redirect
     app.secret_key = secret_key or secrets.token_bytes(32)
-    app.config.update(MOVIEGEN_STORE=store, MOVIEGEN_ITEMS=len(items))
+    admin_token = admin_token or secrets.token_urlsafe(24)
+    app.config.update(
+        MOVIEGEN_STORE=store,
+        MOVIEGEN_ITEMS=len(items),
+        MOVIEGEN_ADMIN_TOKEN=admin_token,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+    )
     page = app.jinja_env.from_string(PAGE)
 
+    def csrf_token() -> str:
+        if "csrf" not in session:
+            session["csrf"] = secrets.token_urlsafe(32)
+        return session["csrf"]
+
+    def current_rater() -> str | None:
+        """The signed-in rater, while their invite is still valid (a new invite revokes the old one)."""
+        digest, name = session.get("invite"), session.get("rater")
+        if not digest or not name or store.rater_of(digest) != name:
+            return None
+        return name
+
     def render(template: str, status: int = 200, **kw):
-        return render_template_string(template, page=page, rater=session.get("rater"), **kw), status
+        kw = {"rater": current_rater(), "admin": session.get("admin", False), "csrf": csrf_token(), **kw}
+        return render_template_string(template, page=page, **kw), status
+
+    @app.before_request
+    def check_csrf():
+        if request.method == "POST":
+            sent, expected = request.form.get("csrf", ""), session.get("csrf", "")
+            if not expected or not hmac.compare_digest(sent.encode(), expected.encode()):
+                abort(400, "missing or wrong CSRF token: reload the page")
+
+    @app.after_request
+    def no_leaks(response):
+        response.headers.setdefault("Referrer-Policy", "no-referrer")  # tokens in /join URLs
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response
+
+    def sign_in(token: str):
+        digest = token_hash(token.strip())
+        name = store.rater_of(digest)
+        if name is None:
+            return render(
+                LOGIN, 403, error="This invite is not valid (ask the study's organiser for a new one)."
+            )
+        admin = session.get("admin", False)
+        session.clear()  # a fresh session (and CSRF token) per sign-in
+        session.update(rater=name, invite=digest, admin=admin)
+        assign(name)
+        return redirect(url_for("vote"))
 
     def assign(name: str) -> list[Assignment]:
         rng = random.Random(f"{seed}:{name}") if seed is not None else random.Random(secrets.randbits(64))
@@ -363,7 +470,7 @@ def create_app(
 
     def rater_assignments() -> list[Assignment] | None:
         """The logged-in rater's items in order (assigning any it lacks, e.g. after a database change)."""
-        name = session.get("rater")
+        name = current_rater()
         if not name:
             return None
         todo = store.assignments(name)
@@ -373,22 +480,22 @@ def create_app(
 
     @app.route("/")
     def index():
-        return redirect(url_for("vote" if session.get("rater") else "login"))
+        return redirect(url_for("vote" if current_rater() else "login"))
 
     @app.route("/login", methods=["GET", "POST"])
     def login():
         if request.method == "GET":
             return render(LOGIN)
-        name = " ".join(request.form.get("rater", "").split())
-        if not name or len(name) > 64:
-            return render(LOGIN, 400, error="Please enter a name of 1 to 64 characters.")
-        assign(name)
-        session["rater"] = name
-        return redirect(url_for("vote"))
+        return sign_in(request.form.get("token", ""))
+
+    @app.route("/join/<token>")
+    def join(token: str):
+        return sign_in(token)
 
     @app.route("/logout")
     def logout():
         session.pop("rater", None)
+        session.pop("invite", None)
         return redirect(url_for("login"))
 
     @app.route("/vote", methods=["GET", "POST"])
@@ -396,14 +503,15 @@ def create_app(
         todo = rater_assignments()
         if todo is None:
             return redirect(url_for("login"))
+        name = current_rater()
         if request.method == "POST":
-            a = store.assignment(session["rater"], request.form.get("item", ""))
+            a = store.assignment(name, request.form.get("item", ""))
             choices = {axis: request.form.get(axis) for axis in AXES}
             if a is None or a.item not in items or any(c not in CHOICES for c in choices.values()):
                 abort(400)
-            store.add_votes(session["rater"], items[a.item], a.left_model, choices)
+            store.add_votes(name, items[a.item], a.left_model, choices)
             return redirect(url_for("vote"))
-        voted = store.voted_items(session["rater"])
+        voted = store.voted_items(name)
         pending = [a for a in todo if a.item not in voted]
         if not pending:
             return render(DONE, total=len(todo))
@@ -414,7 +522,8 @@ def create_app(
 
     @app.route("/video/<side>/<path:name>")
     def video(side: str, name: str):
-        a = store.assignment(session["rater"], name) if session.get("rater") else None
+        rater = current_rater()
+        a = store.assignment(rater, name) if rater else None
         if side not in ("left", "right") or a is None:
             abort(404)
         model = a.left_model if side == "left" else ("b" if a.left_model == "a" else "a")
@@ -425,6 +534,14 @@ def create_app(
 
     @app.route("/results")
     def results():
+        sent = request.args.get("admin")
+        if sent is not None:
+            if not hmac.compare_digest(sent.encode(), admin_token.encode()):
+                abort(403)
+            session["admin"] = True
+            return redirect(url_for("results"))  # the token leaves the address bar
+        if not session.get("admin"):
+            abort(403)
         return render(RESULTS, results=results_of(store.votes()))
 
     return app
@@ -448,25 +565,87 @@ humaneval_app = typer.Typer(
 )
 
 
-def _run_server(app: Flask, host: str, port: int) -> None:
-    from werkzeug.serving import run_simple
+def check_port(port: int) -> int:
+    if isinstance(port, bool) or not 1 <= port <= 65535:
+        raise MovieGenError(f"--port must be in 1-65535, got {port}")
+    return port
 
-    run_simple(host, port, app, threaded=True)
+
+def bind_server(app: Flask, host: str, port: int):
+    """A threaded WSGI server already listening on ``host:port`` (one error line when it cannot)."""
+    import socket
+
+    from werkzeug.serving import make_server
+
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(128)
+            return make_server(host, port, app, threaded=True, fd=sock.fileno())  # werkzeug dups the fd
+    except OSError as e:
+        raise MovieGenError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    except (OverflowError, ValueError, UnicodeError) as e:
+        raise MovieGenError(f"cannot listen on {host}:{port}: {e}") from None
+
+
+def _run_server(server) -> None:
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+def _url(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
+
+
+DB_HELP = "SQLite file the votes and invites go to."
 
 
 @humaneval_app.command()
 def serve(
     a: Annotated[Path, typer.Option("--a", help="Folder of model A's MP4 videos.")],
     b: Annotated[Path, typer.Option("--b", help="Folder of model B's MP4 videos (same file names).")],
-    db: Annotated[Path, typer.Option("--db", help="SQLite file the votes go to.")] = Path("votes.sqlite"),
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    db: Annotated[Path, typer.Option("--db", help=DB_HELP)] = Path("votes.sqlite"),
+    port: Annotated[int, typer.Option(help="Port to listen on (1-65535).")] = 8000,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     seed: Annotated[int | None, typer.Option(help="Reproducible per-rater order and left/right.")] = None,
+    admin_token: Annotated[
+        str | None, typer.Option(help="Token that opens /results (default: a new random one, printed).")
+    ] = None,
 ) -> None:
-    """Serve the rating web app: raters log in with a name and vote left / right / tie per axis."""
-    app = create_app(a, b, db, seed=seed)
-    typer.echo(f"{app.config['MOVIEGEN_ITEMS']} video pairs; rating on http://{host}:{port}/ (votes: {db})")
-    _run_server(app, host, port)
+    """Serve the rating web app: invited raters vote left / right / tie per axis (see `invite`)."""
+    check_port(port)
+    app = create_app(a, b, db, seed=seed, admin_token=admin_token)
+    if not app.config["MOVIEGEN_STORE"].invited():
+        raise MovieGenError(f"no rater is invited yet: run `moviegen humaneval invite NAME ... --db {db}`")
+    server = bind_server(app, host, port)
+    url = _url(host, server.socket.getsockname()[1])
+    typer.echo(f"{app.config['MOVIEGEN_ITEMS']} video pairs; rating on {url}/ (votes: {db})")
+    typer.echo(f"results (keep private): {url}/results?admin={app.config['MOVIEGEN_ADMIN_TOKEN']}")
+    _run_server(server)
+
+
+@humaneval_app.command()
+def invite(
+    names: Annotated[list[str], typer.Argument(help="Rater names (one personal link each).")],
+    db: Annotated[Path, typer.Option("--db", help=DB_HELP)] = Path("votes.sqlite"),
+    url: Annotated[str, typer.Option(help="The address raters will open (as `serve` prints it).")] = (
+        "http://127.0.0.1:8000"
+    ),
+) -> None:
+    """Invite raters: print a personal link per name (only its hash is stored; re-inviting revokes)."""
+    clean = [rater_name(n) for n in names]
+    if len(set(clean)) != len(clean):
+        raise MovieGenError("each rater name may be given once")
+    store = VoteStore(db)
+    for name in clean:
+        typer.echo(f"{name}\t{url.rstrip('/')}/join/{store.invite(name)}")
 
 
 @humaneval_app.command("report")
