@@ -239,16 +239,24 @@ def test_qk_norm():
 
 
 def test_positions_added_at_every_layer():
-    model = random_model(num_layers=2)
+    """Each block gets the positions and adds them to its input: block(h, pos) == block(h + pos, 0) and
+    differs from block(h, 0). A block that ignored (or did anything but add) them fails here."""
+    model = random_model(num_layers=3)
     x, t, text, mask = inputs()
     calls = []
-    for block in model.blocks:
-        block.register_forward_pre_hook(lambda m, args: calls.append(args[1]))
+    handles = [b.register_forward_pre_hook(lambda m, args: calls.append((m, args))) for b in model.blocks]
     model(x, t, text, mask)
-    assert len(calls) == 2
+    for handle in handles:
+        handle.remove()
+    assert [m for m, _ in calls] == list(model.blocks)
     expected = model.positions(2, 4, 4)
-    for pos in calls:
-        torch.testing.assert_close(pos, expected)
+    with torch.no_grad():
+        for block, (h, pos, *rest) in calls:
+            torch.testing.assert_close(pos, expected)
+            zero = torch.zeros_like(pos)
+            out = block(h, pos, *rest)
+            torch.testing.assert_close(out, block(h + pos, zero, *rest))
+            assert (out - block(h, zero, *rest)).abs().max() > 1e-4
 
 
 # --- expand_positions -----------------------------------------------------------------------------------
