@@ -30,11 +30,12 @@ def quiet(_message: str) -> None:
 
 
 def trajectory(run_dir: Path) -> list[tuple]:
-    """(step, loss, lr, grad norm) per step; grad norms compare to 1e-12 relative, since a multi-threaded
-    sum of squares may round its last bit differently between processes."""
+    """(step, loss, lr, grad norm) per step; losses compare exactly, grad norms to 1e-9 relative, since a
+    multi-threaded sum of squares rounds differently between processes (seen: 1e-11 on a 2-core AVX-512
+    machine; a wrong resume changes the loss itself)."""
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     return [
-        (m["step"], m["loss"], m["lr"], pytest.approx(m["grad_norm"], rel=1e-12))
+        (m["step"], m["loss"], m["lr"], pytest.approx(m["grad_norm"], rel=1e-9))
         for m in map(json.loads, lines)
     ]
 
