@@ -96,3 +96,16 @@ def test_decoder_finetuning_leaves_the_encoder_and_latents_unchanged():
     assert all(torch.equal(before[k], after[k]) for k in before if k.startswith(("encoder.", "quant_conv.")))
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("decoder."))
     assert torch.equal(tae.encode(video), before_latent) and not tae.training
+
+
+def test_recipe_sets_the_share_of_object_clips():
+    from moviegen.errors import MovieGenError
+    from moviegen.train.world import recipe_world
+
+    with pytest.raises(MovieGenError, match="world_object_fraction"):
+        WorldRecipe.preset("quick", world_object_fraction=1.5)
+    cameras = recipe_world(WorldRecipe.preset("quick", world_object_fraction=0.0))
+    assert {cameras.clip("train", i).kind for i in range(20)} == {"camera"}
+    default = recipe_world(WorldRecipe.preset("default"))
+    kinds = [default.clip("train", i).kind for i in range(400)]
+    assert default.config.object_fraction == 0.75 and 0.65 < kinds.count("object") / 400 < 0.85

@@ -88,6 +88,7 @@ class WorldRecipe(Config):
 
     world_size: int = 64
     world_frames: int = 16
+    world_object_fraction: float = 0.75  # share of object clips; the rest are photos under a camera motion
     num_clips: int = 2500
     num_images: int = 500
     val_clips: int = 64
@@ -138,6 +139,7 @@ class WorldRecipe(Config):
         require(self.tae_decoder_steps >= 0, name, "tae_decoder_steps must be >= 0")
         require(self.tae_crop % 8 == 0 and self.tae_crop <= self.world_size, name, "bad tae_crop")
         require(0 <= self.text_dropout < 1, name, "text_dropout must be in [0, 1)")
+        require(0 <= self.world_object_fraction <= 1, name, "world_object_fraction must be in [0, 1]")
         require(len(self.guidance_scales) >= 1, name, "guidance_scales must not be empty")
         require(all(0 <= g < 1e3 for g in self.guidance_scales), name, "guidance_scales must be in [0, 1000)")
         require(self.guidance_seeds >= 1 and self.guidance_prompts >= 1, name, "bad guidance stage sizes")
@@ -152,6 +154,14 @@ class Dataset:
     captions: list[str]
     images: Tensor  # (M, 3, 1, H, W) uint8
     image_captions: list[str]
+
+
+def recipe_world(recipe: WorldRecipe) -> World:
+    """The built-in world the recipe trains on (its size, clip length and share of object clips)."""
+    config = WorldConfig(
+        size=recipe.world_size, frames=recipe.world_frames, object_fraction=recipe.world_object_fraction
+    )
+    return World(config, seed=recipe.seed)
 
 
 def make_dataset(world: World, split: str, clips: int, images: int) -> Dataset:
@@ -472,7 +482,7 @@ def train_world(
     out = Path(out)
     device = torch.device(device)
     reused = TAE.from_pretrained(tae_from).eval() if tae_from is not None else None
-    world = World(WorldConfig(size=recipe.world_size, frames=recipe.world_frames), seed=recipe.seed)
+    world = recipe_world(recipe)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(recipe.seed)
     timings: dict[str, float] = {}
