@@ -356,8 +356,6 @@ class RaySession:
                 kwargs["address"] = self.address
             elif self.workers:
                 kwargs["num_cpus"] = self.workers
-            if self.address:  # ray.init waits without end on a silent address
-                _probe_ray_address(self.address)
             try:
                 ray.init(**kwargs)
             except Exception as e:  # ConnectionError, RuntimeError, ...
@@ -546,7 +544,7 @@ def curate(
         if path is not None and not Path(path).exists():
             raise MovieGenError(f"{key} {path} does not exist (models load from local folders only)")
     check_output_dir(out, "--out")
-    if ray_address:
+    if ray_address:  # before OUT is made: ray.init waits without end on a silent address
         _probe_ray_address(ray_address)
     sources = list_sources(src)
     _prepare_out(out, config)

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from flask import Flask, abort, redirect, render_template_string, request, send_file, session, url_for
+from flask import Flask, abort, g, redirect, render_template_string, request, send_file, session, url_for
 
 from moviegen.errors import MovieGenError
 from moviegen.eval.winrate import AXES, AxisResult, summarize
@@ -427,11 +427,12 @@ def create_app(
         return session["csrf"]
 
     def current_rater() -> str | None:
-        """The signed-in rater, while their invite is still valid (a new invite revokes the old one)."""
-        digest, name = session.get("invite"), session.get("rater")
-        if not digest or not name or store.rater_of(digest) != name:
-            return None
-        return name
+        """The signed-in rater, while their invite is still valid (a new invite revokes the old one);
+        looked up once per request."""
+        if "rater" not in g:
+            digest, name = session.get("invite"), session.get("rater")
+            g.rater = name if digest and name and store.rater_of(digest) == name else None
+        return g.rater
 
     def render(template: str, status: int = 200, **kw):
         kw = {"rater": current_rater(), "admin": session.get("admin", False), "csrf": csrf_token(), **kw}
