@@ -66,6 +66,18 @@ def sample_timesteps(
     return torch.sigmoid(torch.randn(n, generator=generator, device=device) + location)
 
 
+def with_condition(x: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+    """The model input: the latent, with a conditioning latent (same B, T, H, W) after it on the channels."""
+    if cond is None:
+        return x
+    if cond.shape[0] != x.shape[0] or cond.shape[2:] != x.shape[2:]:
+        raise MovieGenError(
+            f"conditioning latent {tuple(cond.shape)} does not match the latent {tuple(x.shape)} "
+            "(batch, frames, height and width must agree)"
+        )
+    return torch.cat([x, cond.to(x.dtype)], dim=1)
+
+
 def flow_matching_loss(
     model: Callable[..., torch.Tensor],
     x1: torch.Tensor,
@@ -76,9 +88,13 @@ def flow_matching_loss(
     generator: torch.Generator | None = None,
     t_location: float = 0.0,
     frame_diff_weight: float = 0.0,
+    cond: torch.Tensor | None = None,
     **model_kwargs: Any,
 ) -> torch.Tensor:
     """Scalar flow-matching MSE of ``model(x_t, t, text, text_mask, **model_kwargs)`` against the velocity.
+
+    ``cond`` (B, C', T, H, W), when given, is a conditioning latent concatenated after x_t on the channels
+    (the variants' input, :meth:`MovieGenTransformer.from_base`); it is never noised.
 
     x1 is a batch of clean latents (B, C, T, H, W); t (B,) and noise (like x1) are drawn when not given
     (t from logit-normal(``t_location``, 1)). The MSE is computed in float32.
@@ -95,7 +111,7 @@ def flow_matching_loss(
         noise = torch.randn(x1.shape, generator=generator, device=x1.device, dtype=x1.dtype)
     if noise.shape != x1.shape:
         raise MovieGenError(f"noise shape {tuple(noise.shape)} does not match the data {tuple(x1.shape)}")
-    x_t = interpolate(noise, x1, t)
+    x_t = with_condition(interpolate(noise, x1, t), cond)
     error = model(x_t, t, text, text_mask, **model_kwargs).float() - velocity_target(noise, x1).float()
     loss = error.pow(2).mean()
     if frame_diff_weight > 0 and error.shape[2] > 1:
@@ -147,6 +163,24 @@ def linear_quadratic_schedule(num_steps: int = 50, emulated_steps: int = 250) ->
     return torch.cat([head, tail])
 
 
+def window_starts(length: int, window: int, overlap: int) -> list[int]:
+    """Start frames of MultiDiffusion windows of ``window`` latent frames overlapping by ``overlap``.
+
+    Windows step by ``window − overlap``; the last one is aligned to the end, so every frame is covered
+    and no window sticks out. One window when the clip fits in it.
+    """
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        raise MovieGenError(f"window must be a positive number of latent frames, got {window!r}")
+    if isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 <= overlap < window:
+        raise MovieGenError(f"overlap must be in [0, window = {window}), got {overlap!r}")
+    if length <= window:
+        return [0]
+    starts = list(range(0, length - window + 1, window - overlap))
+    if starts[-1] + window < length:
+        starts.append(length - window)
+    return starts
+
+
 def _repeat_kwargs(kwargs: dict[str, Any], batch: int) -> dict[str, Any]:
     """Duplicate per-sample tensor kwargs (first dim = batch) for the batched unconditional branch."""
     return {
@@ -165,6 +199,10 @@ def sample(
     guidance_scale: float = GUIDANCE_SCALE,
     null_text_mask: torch.Tensor | None = None,
     callback: Callable[[int, int], None] | None = None,
+    cond: torch.Tensor | None = None,
+    context: tuple[torch.Tensor, torch.Tensor] | None = None,
+    window: int | None = None,
+    overlap: int = 0,
     **model_kwargs: Any,
 ) -> torch.Tensor:
     """Euler-integrate dx/dt = u(x, t) from ``times[0]`` (noise) to ``times[-1]`` (data); returns x1.
@@ -174,6 +212,20 @@ def sample(
     the conditional one; with ``guidance_scale == 1`` it is skipped. Tensor ``model_kwargs`` whose first dim
     is the batch (e.g. ``task``) are repeated for the unconditional half. ``callback(i, num_steps)`` is called
     after step i (0-based) finishes. Runs under ``torch.no_grad``; deterministic for fixed inputs.
+
+    Conditioning that rides along every step, in both guidance branches (guidance is on the text):
+
+    - ``cond`` (B, C', T, H, W): a conditioning latent concatenated after x on the channels (the spatial
+      upsampler's upsampled video, Edit's source video), :func:`with_condition`;
+    - ``context`` (tokens (B, L', dim), mask (B, L')): extra context tokens appended to the text tokens for
+      cross-attention (personalization's reference-image tokens).
+
+    **MultiDiffusion** (paper §5, Bar-Tal et al. 2023): with ``window`` the latent frames are covered by
+    windows of ``window`` frames overlapping by ``overlap`` (:func:`window_starts`); at every step the model
+    runs on each window (seeing it as a clip of its own, positions from 0) and each frame's velocity is the
+    average of the velocities of the windows that cover it. The Euler update then uses the fused velocity,
+    so overlapping windows agree at every step. ``overlap = 0`` samples independent windows side by side
+    (the ablation). Memory grows with the window, not the clip.
     """
     times = torch.as_tensor(times, dtype=torch.float64)
     if times.ndim != 1 or times.numel() < 2:
@@ -181,6 +233,8 @@ def sample(
     b = noise.shape[0]
     if text_mask is None:
         text_mask = torch.ones(text.shape[:2], dtype=torch.bool, device=text.device)
+    if cond is not None:
+        with_condition(noise, cond)  # checks the shapes once, before any step
     guided = guidance_scale != 1.0
     if guided:
         if null_text_mask is None:
@@ -190,19 +244,39 @@ def sample(
         kwargs_in = _repeat_kwargs(model_kwargs, b)
     else:
         text_in, mask_in, kwargs_in = text, text_mask, model_kwargs
+    if context is not None:
+        tokens, ctx_mask = context
+        repeat = 2 if guided else 1
+        text_in = torch.cat([text_in, tokens.repeat(repeat, 1, 1).to(text_in.dtype)], dim=1)
+        mask_in = torch.cat([mask_in, ctx_mask.repeat(repeat, 1)], dim=1)
 
+    def velocity(x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        inp = with_condition(x, cond)
+        if not guided:
+            return model(inp, t, text_in, mask_in, **kwargs_in)
+        both = model(torch.cat([inp, inp]), torch.cat([t, t]), text_in, mask_in, **kwargs_in)
+        u_cond, u_uncond = both.chunk(2)
+        return u_uncond + guidance_scale * (u_cond - u_uncond)
+
+    frames = noise.shape[2]
+    starts = window_starts(frames, window, overlap) if window is not None else [0]
+    span = frames if window is None else min(window, frames)
     x = noise
     num_steps = times.numel() - 1
     for i in range(num_steps):
         t = torch.full((b,), float(times[i]), device=noise.device, dtype=torch.float32)
         dt = float(times[i + 1] - times[i])
-        if guided:
-            both = model(torch.cat([x, x]), torch.cat([t, t]), text_in, mask_in, **kwargs_in)
-            u_cond, u_uncond = both.chunk(2)
-            u = u_uncond + guidance_scale * (u_cond - u_uncond)
+        if len(starts) == 1:
+            u = velocity(x, t, cond).to(x.dtype)
         else:
-            u = model(x, t, text_in, mask_in, **kwargs_in)
-        x = x + dt * u.to(x.dtype)
+            u = torch.zeros_like(x)
+            count = torch.zeros(frames, device=x.device, dtype=x.dtype)
+            for s in starts:
+                part = None if cond is None else cond[:, :, s : s + span]
+                u[:, :, s : s + span] += velocity(x[:, :, s : s + span], t, part).to(x.dtype)
+                count[s : s + span] += 1
+            u = u / count.view(1, 1, -1, 1, 1)
+        x = x + dt * u
         if callback is not None:
             callback(i, num_steps)
     return x

@@ -61,7 +61,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -439,18 +439,129 @@ def build_cache(
     return out
 
 
+def write_cache(
+    items: Iterable[CacheItem],
+    out: str | Path,
+    *,
+    text_config: dict | None = None,
+    tae_config: dict | None = None,
+    shard_size: int = 256,
+    dtype: torch.dtype = torch.float16,
+) -> Path:
+    """Write already-encoded samples as a latent cache folder (atomically), readable by :class:`LatentCache`.
+
+    For recipes that make their own samples (the spatial upsampler's pairs of a target latent and a
+    conditioning latent): each item's latent, text states (trimmed to their masks) and named ``tensors``
+    are stored; the manifest lists every item's tensor names under ``tensors``.
+    """
+    if dtype not in DTYPES.values():
+        raise MovieGenError(f"cache dtype must be one of {', '.join(DTYPES)}, got {dtype}")
+    out = Path(out)
+    _check_out(out)
+    records: list[dict[str, Any]] = []
+    buckets: dict[str, dict[str, Any]] = {}
+    dims: list[int] = []
+    with atomic_dir(out) as tmp:
+        writer = _ShardWriter(tmp, shard_size)
+        for item in items:
+            tensors = {"latent": item.latent.to(dtype)}
+            lengths = []
+            for k, (hidden, mask) in enumerate(item.text):
+                length = int(mask.nonzero().max()) + 1 if bool(mask.any()) else 0
+                tensors[f"text{k}"] = hidden[:length].float().to(dtype)
+                tensors[f"mask{k}"] = mask[:length].bool()
+                lengths.append(length)
+            dims = [int(hidden.shape[-1]) for hidden, _ in item.text]
+            for name, value in item.tensors.items():
+                if name in tensors or name.startswith(("text", "mask")) or not name.isidentifier():
+                    raise MovieGenError(f"write_cache: {name!r} is not a usable tensor name")
+                tensors[name] = value.to(dtype)
+            if not all(bool(v.isfinite().all()) for v in tensors.values() if v.is_floating_point()):
+                raise MovieGenError(f"write_cache: item {len(records)} has non-finite values as {dtype}")
+            index, shard = writer.add(tensors)
+            shape = list(item.latent.shape)
+            records.append({"index": index, "shard": shard, "bucket": item.bucket, "caption": item.caption,
+                            "prompt": item.caption, "latent_shape": shape, "text_lengths": lengths,
+                            "source": "", "tensors": sorted(item.tensors)})  # fmt: skip
+            entry = buckets.setdefault(item.bucket, {"latent_shape": shape, "count": 0})
+            entry["count"] += 1
+        writer.flush()
+        if not records:
+            raise MovieGenError("write_cache: no items to write")
+        manifest = {
+            "format": CACHE_FORMAT,
+            "version": CACHE_VERSION,
+            "moviegen_version": __version__,
+            "dtype": str(dtype).removeprefix("torch."),
+            "shard_size": shard_size,
+            "shards": writer.shards,
+            "num_items": len(records),
+            "tae": {"config": tae_config, "normalised": True},
+            "text": {"config": text_config, "num_encoders": len(dims), "dims": dims},
+            "buckets": dict(sorted(buckets.items())),
+            "counts": {"inputs": len(records), "cached": len(records), "no_caption": 0, "failures": 0},
+            "items": records,
+        }
+        (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=1) + "\n")
+        (tmp / FAILURES_NAME).write_text("")
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- read
 
 
 @dataclass
 class CacheItem:
-    """One cached sample: normalised latent (C,T,H,W) float32 and each encoder's (hidden (L,D), mask (L,))."""
+    """One cached sample: normalised latent (C,T,H,W) float32 and each encoder's (hidden (L,D), mask (L,)).
+
+    ``tensors`` holds the sample's other named tensors, e.g. ``cond``: the conditioning latent
+    (C', T, H, W) of a post-trained variant (the spatial upsampler's upsampled low-resolution video), which
+    the trainer concatenates after the noisy latent (:func:`moviegen.flow.with_condition`).
+    """
 
     latent: Tensor
     text: list[tuple[Tensor, Tensor]]
     caption: str
     bucket: str = ""
     index: int = -1
+    tensors: dict[str, Tensor] = field(default_factory=dict)
+
+
+def collate_tensors(items: Sequence[CacheItem]) -> dict[str, Tensor]:
+    """Stack the named tensors every item of a batch holds (all items must hold the same names)."""
+    names = {tuple(sorted(it.tensors)) for it in items}
+    if len(names) > 1:
+        raise MovieGenError(f"a batch mixes items with different named tensors: {sorted(names)}")
+    return {name: torch.stack([it.tensors[name] for it in items]) for name in (names.pop() if names else ())}
+
+
+class MemoryCache:
+    """A latent cache held in memory, with :class:`LatentCache`'s reading interface.
+
+    For recipes that compute their latents in the same process (the world recipes): ``items`` are
+    :class:`CacheItem` s with normalised latents; ``manifest`` carries what the trainer reads from a
+    cache's manifest (``text.config`` for exporting a pipeline).
+    """
+
+    def __init__(self, items: Sequence[CacheItem], manifest: dict[str, Any] | None = None):
+        if not items:
+            raise MovieGenError("an in-memory latent cache needs at least one item")
+        self.items = list(items)
+        self.manifest = manifest or {}
+        self.path = Path("<memory>")
+        self.num_encoders = len(self.items[0].text)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def buckets(self) -> list[str]:
+        return [item.bucket for item in self.items]
+
+    def get(self, i: int) -> CacheItem:
+        return self.items[i]
+
+    __getitem__ = get
+    collate = staticmethod(lambda items: LatentCache.collate(items))
 
 
 class LatentCache:
@@ -551,6 +662,7 @@ class LatentCache:
                 (handle.get_tensor(f"{i}.text{k}").float(), handle.get_tensor(f"{i}.mask{k}").bool())
                 for k in range(self.num_encoders)
             ]
+            tensors = {name: handle.get_tensor(f"{i}.{name}").float() for name in meta.get("tensors", [])}
         except (SafetensorError, OSError, KeyError) as e:
             shard = self.path / self.shards[meta["shard"]]
             raise MovieGenError(f"corrupt latent cache shard {shard}: item {i}: {e}") from None
@@ -558,7 +670,7 @@ class LatentCache:
             raise MovieGenError(
                 f"latent cache item {i} has shape {list(latent.shape)}, manifest says {meta['latent_shape']}"
             )
-        return CacheItem(latent, text, meta["caption"], meta["bucket"], i)
+        return CacheItem(latent, text, meta["caption"], meta["bucket"], i, tensors)
 
     __getitem__ = get
 

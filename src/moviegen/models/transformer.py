@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 import torch
@@ -340,6 +341,48 @@ class MovieGenTransformer(nn.Module, PretrainedMixin):
         return rearrange(
             out, "b (t h w) (pt ph pw c) -> b c (t pt) (h ph) (w pw)", t=gt, h=gh, w=gw, pt=pt, ph=ph, pw=pw
         )
+
+    @classmethod
+    def from_base(
+        cls,
+        base: MovieGenTransformer | str | Path,
+        in_channels: int | None = None,
+        num_tasks: int | None = None,
+    ) -> MovieGenTransformer:
+        """A post-training variant of a trained text-to-video backbone (paper §5 upsampler, §6 Edit).
+
+        ``base`` is a model, a transformer folder or a pipeline folder (its ``transformer/``). The variant has
+        the base's architecture and weights, with the patch embedding widened to ``in_channels`` (the new
+        input channels, e.g. a conditioning latent concatenated after the noisy one, get zero weights) and
+        a task embedding of ``num_tasks`` rows (new rows zero). Both additions start as exact no-ops, so
+        the variant's first forward equals the base model's for any conditioning. Nothing can shrink.
+        """
+        if not isinstance(base, MovieGenTransformer):
+            folder = Path(base)
+            if (folder / "transformer" / "config.json").is_file():
+                folder = folder / "transformer"
+            base = cls.from_pretrained(folder)
+        c = base.config
+        in_channels = c.in_channels if in_channels is None else in_channels
+        num_tasks = c.num_tasks if num_tasks is None else num_tasks
+        if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < c.in_channels:
+            raise MovieGenError(f"from_base: in_channels must be an int >= the base's {c.in_channels}, "
+                                f"got {in_channels!r}")  # fmt: skip
+        if isinstance(num_tasks, bool) or not isinstance(num_tasks, int) or num_tasks < c.num_tasks:
+            raise MovieGenError(f"from_base: num_tasks must be an int >= the base's {c.num_tasks}, "
+                                f"got {num_tasks!r}")  # fmt: skip
+        ref = next(base.parameters())
+        with torch.device("meta" if ref.is_meta else "cpu"):
+            variant = cls(dataclasses.replace(c, in_channels=in_channels, num_tasks=num_tasks))
+        state = {k: v.detach().clone() for k, v in base.state_dict().items()}
+        weight = state["patch_embed.weight"]
+        extra = weight.new_zeros(weight.shape[0], in_channels - c.in_channels, *weight.shape[2:])
+        state["patch_embed.weight"] = torch.cat([weight, extra], dim=1)
+        if num_tasks > 0:
+            rows = state.get("task_embed.weight", weight.new_zeros(0, c.dim))
+            state["task_embed.weight"] = torch.cat([rows, rows.new_zeros(num_tasks - rows.shape[0], c.dim)])
+        variant.load_state_dict(state, assign=ref.is_meta)
+        return variant.to(ref.device, ref.dtype)
 
     @torch.no_grad()
     def expand_positions(

@@ -104,7 +104,15 @@ class TrainConfig(Config):
 
     Data: ``cache`` (a :class:`~moviegen.data.cache.LatentCache` folder), ``val_cache`` (optional),
     ``global_batch`` samples per step (divisible by the data-parallel size), ``val_batch`` per validation
-    forward, ``image_video_ratio`` (a, b) image:video batches, ``text_dropout`` (classifier-free guidance).
+    forward, ``image_video_ratio`` (a, b) image:video batches, ``text_dropout`` (classifier-free guidance),
+    ``t_location`` (logit-normal location of training times; the paper's is 0) and ``frame_diff_weight``
+    (the frame-to-frame error term), both as in :func:`~moviegen.flow.flow_matching_loss`. A cache whose
+    items hold a ``cond`` tensor trains a conditioned variant: ``cond`` is concatenated after the noisy
+    latent on the channels.
+
+    Variants (paper §5, §6): with ``init_from``, ``model_overrides`` of ``in_channels`` / ``num_tasks``
+    widen the loaded backbone by :meth:`MovieGenTransformer.from_base` (zero-initialised new input channels
+    and task rows), so training starts exactly at the base model.
 
     Optimisation: AdamW ``lr``, ``betas``, ``eps``, ``weight_decay``; ``warmup_steps``; ``grad_clip``
     (global norm, 0 = off); ``schedule`` plateau | cosine | constant with ``plateau_patience``,
@@ -140,6 +148,8 @@ class TrainConfig(Config):
     val_batch: int = 8
     image_video_ratio: tuple[int, ...] = (1, 10)
     text_dropout: float = flow.TEXT_DROPOUT
+    t_location: float = 0.0
+    frame_diff_weight: float = 0.0
     # optimisation
     lr: float = 1e-4
     betas: tuple[float, ...] = (0.9, 0.95)
@@ -353,13 +363,14 @@ def sample_draws(
     device: torch.device,
     text_mask: torch.Tensor | None = None,
     text_dropout: float = 0.0,
+    t_location: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Per-sample t (logit-normal), noise and text-dropped mask, each sample from its own generator seeded
     by ``(seed, step, position)``: identical whatever the world size, batch split or history."""
     ts, noises, masks = [], [], []
     for j, pos in enumerate(positions):
         g = torch.Generator(device=device).manual_seed(_mix(seed, step, pos))
-        ts.append(flow.sample_timesteps(1, generator=g, device=device))
+        ts.append(flow.sample_timesteps(1, generator=g, device=device, location=t_location))
         if text_mask is not None:
             masks.append(flow.drop_text(text_mask[j : j + 1], text_dropout, generator=g))
         noises.append(torch.randn((1, *shape), generator=g, device=device))
@@ -633,9 +644,19 @@ class Trainer:
     fresh start when there is none). Without it, a ``run_dir`` that already has checkpoints is refused.
     """
 
-    def __init__(self, config: TrainConfig, resume: bool = False, log: Log | None = None):
+    def __init__(
+        self,
+        config: TrainConfig,
+        resume: bool = False,
+        log: Log | None = None,
+        cache: Any = None,
+        val_cache: Any = None,
+        on_step: Callable[[dict[str, Any]], None] | None = None,
+    ):
         self.config = c = config
-        if not c.cache:
+        self._given_caches = (cache, val_cache)
+        self.on_step = on_step
+        if cache is None and not c.cache:
             raise MovieGenError("TrainConfig.cache is not set: point it at a latent cache folder")
         want_cuda = c.device == "cuda" or (c.device == "auto" and torch.cuda.is_available())
         if c.device == "cuda" and not torch.cuda.is_available():
@@ -670,16 +691,19 @@ class Trainer:
         self.run_dir = Path(c.run_dir)
 
         # data
-        self.cache = open_cache(c.cache)
+        given, given_val = self._given_caches
+        self.cache = given if given is not None else open_cache(c.cache)
         self.data = DataStream(self.cache, c, self.dp_rank, self.dp_size)
-        self.val_cache = open_cache(c.val_cache) if c.val_cache else None
+        self.val_cache = given_val
+        if given_val is None and c.val_cache:
+            self.val_cache = open_cache(c.val_cache)
         sample = self.cache.get(0)
         self.text_dims = tuple(int(h.shape[-1]) for h, _ in sample.text)
 
         # model
         init = resolve_init(c.init_from) if c.init_from else InitSource()
         self.init_source = init
-        tcfg = self._transformer_config(init)
+        tcfg, variant = self._transformer_config(init)
         weights = module_bytes(lambda: MovieGenTransformer(tcfg))
         what = "the transformer's weights" + ("" if want_cuda else ", gradients and AdamW state")
         check_fits(weights if want_cuda else 4 * weights, what, "cpu", "lower dim / num_layers in the config")
@@ -688,6 +712,8 @@ class Trainer:
         projector = TextProjector(self.text_dims, tcfg.dim)
         if init.transformer_state is not None:
             load_state_strict(transformer, init.transformer_state, f"init_from {c.init_from}")
+        if variant:
+            transformer = MovieGenTransformer.from_base(transformer, **variant)
         if init.projector_state is not None:
             load_state_strict(projector, init.projector_state, f"init_from {c.init_from} (text projector)")
         if c.expand_positions:
@@ -750,14 +776,18 @@ class Trainer:
 
     # -- setup helpers
 
-    def _transformer_config(self, init: InitSource) -> TransformerConfig:
+    def _transformer_config(self, init: InitSource) -> tuple[TransformerConfig, dict[str, int]]:
+        """The config to build (and load ``init_from`` into), and the ``from_base`` widening after it."""
         c = self.config
         overrides = dict(c.model_overrides)
         if init.transformer_config is None:
-            return TransformerConfig.preset(c.model, **overrides)
+            return TransformerConfig.preset(c.model, **overrides), {}
         tables = ("max_latent_frames", "max_height_patches", "max_width_patches")
         overrides = {k: v for k, v in overrides.items() if k not in tables}
-        return TransformerConfig.from_dict({**init.transformer_config.to_dict(), **overrides})
+        base = init.transformer_config
+        variant = {k: overrides.pop(k) for k in ("in_channels", "num_tasks")
+                   if k in overrides and overrides[k] != getattr(base, k)}  # fmt: skip
+        return TransformerConfig.from_dict({**base.to_dict(), **overrides}), variant
 
     def info(self, message: str) -> None:
         if self.rank == 0:
@@ -810,18 +840,23 @@ class Trainer:
 
     def _batch(
         self, indices: list[int], cache: Any
-    ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
-        latents, text = cache.collate([cache.get(i) for i in indices])
+    ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor | None]:
+        """Latents, raw text states and the conditioning latent (None when the items hold no ``cond``)."""
+        from moviegen.data.cache import collate_tensors
+
+        items = [cache.get(i) for i in indices]
+        latents, text = cache.collate(items)
         latents = latents.to(self.device, non_blocking=True)
         text = [(h.to(self.device, non_blocking=True), m.to(self.device, non_blocking=True)) for h, m in text]
-        return latents, text
+        cond = collate_tensors(items).get("cond")
+        return latents, text, None if cond is None else cond.to(self.device, non_blocking=True)
 
     def train_step(self) -> dict[str, Any]:
         """One optimizer step at ``self.step`` (does not advance it)."""
         c, step = self.config, self.step
         start = time.perf_counter()
         kind, indices = self.data.next(step)
-        latents, raw_text = self._batch(indices, self.cache)
+        latents, raw_text, cond = self._batch(indices, self.cache)
         lr = self.schedule.lr(step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -829,9 +864,12 @@ class Trainer:
         tokens, mask = self.projector(raw_text)
         positions = [self.dp_rank * self.local_batch + j for j in range(len(indices))]
         t, noise, mask = sample_draws(
-            tuple(latents.shape[1:]), positions, c.seed, step, self.device, mask, c.text_dropout
+            tuple(latents.shape[1:]), positions, c.seed, step, self.device, mask, c.text_dropout, c.t_location
         )
-        loss = flow.flow_matching_loss(self.model, latents, tokens, mask, t=t, noise=noise.to(latents.dtype))
+        loss = flow.flow_matching_loss(
+            self.model, latents, tokens, mask, t=t, noise=noise.to(latents.dtype), cond=cond,
+            frame_diff_weight=c.frame_diff_weight,
+        )  # fmt: skip
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = clip_grad_norm_(self.params, c.grad_clip)
@@ -888,13 +926,13 @@ class Trainer:
             k = r * self.dp_size + self.dp_rank
             weight = 1.0 if k < len(chunks) else 0.0  # every dp rank runs the same number of forwards
             chunk = chunks[k] if k < len(chunks) else chunks[0]
-            latents, raw_text = self._batch(chunk, cache)
+            latents, raw_text, cond = self._batch(chunk, cache)
             tokens, mask = self.projector(raw_text)
             t, noise, _ = sample_draws(
                 tuple(latents.shape[1:]), chunk, c.seed + VAL_SEED_OFFSET, 0, self.device
             )
             loss = flow.flow_matching_loss(
-                self.model, latents, tokens, mask, t=t, noise=noise.to(latents.dtype)
+                self.model, latents, tokens, mask, t=t, noise=noise.to(latents.dtype), cond=cond
             )
             totals[0] += weight * float(loss) * len(chunk)
             totals[1] += weight * len(chunk)
@@ -948,6 +986,8 @@ class Trainer:
                         record["lr_halved"] = True
                         self.info(f"step {self.step}: validation loss plateaued, LR halved")
             self._write_metrics(record)
+            if self.on_step is not None:
+                self.on_step(record)
             if c.log_every and (self.step % c.log_every == 0 or self.step == c.steps):
                 msg = f"step {self.step}/{c.steps} loss {record['loss']:.4f} lr {record['lr']:.2e}"
                 msg += f" {record['tokens_per_s']:.0f} tok/s"
@@ -1000,9 +1040,20 @@ class Trainer:
             self.owns_group = False
 
 
-def train(config: TrainConfig, resume: bool = False, log: Log | None = None) -> TrainResult:
-    """Run one training stage to the end; tears down the process group it created."""
-    trainer = Trainer(config, resume=resume, log=log)
+def train(
+    config: TrainConfig,
+    resume: bool = False,
+    log: Log | None = None,
+    cache: Any = None,
+    val_cache: Any = None,
+    on_step: Callable[[dict[str, Any]], None] | None = None,
+) -> TrainResult:
+    """Run one training stage to the end; tears down the process group it created.
+
+    ``cache`` / ``val_cache`` replace the config's folders with cache objects (a recipe's
+    :class:`~moviegen.data.cache.MemoryCache`); ``on_step(record)`` sees every step's metrics.
+    """
+    trainer = Trainer(config, resume=resume, log=log, cache=cache, val_cache=val_cache, on_step=on_step)
     try:
         result = trainer.run()
     except BaseException:

@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -68,15 +69,18 @@ from torch import Tensor
 
 from moviegen import flow
 from moviegen.config import Config, require
+from moviegen.data.cache import CacheItem, MemoryCache
 from moviegen.data.world import World, WorldConfig
 from moviegen.devices import autocast
+from moviegen.errors import MovieGenError
 from moviegen.eval.plots import plot_loss_curves
 from moviegen.eval.world import CALIBRATION_SCALES, calibrate_pipeline_guidance
 from moviegen.files import write_atomic
 from moviegen.models.tae import TAE, TAEConfig
 from moviegen.models.text import TextConditioner, default_text_conditioner
-from moviegen.models.transformer import MovieGenTransformer, TransformerConfig
+from moviegen.models.transformer import MovieGenTransformer
 from moviegen.pipeline import MovieGenPipeline
+from moviegen.train.loop import TrainConfig, train
 from moviegen.train.tae import TAELoss, TAELossConfig, TAETrainer, mix_images_and_videos
 
 Progress = Callable[[str, int, int, dict], None]
@@ -353,97 +357,96 @@ def build_cache(tae: TAE, text: TextConditioner, data: Dataset) -> tuple[LatentC
 # --------------------------------------------------------------------------------------------- backbone
 
 
-def text_batch(cache: LatentCache, ids: Tensor) -> tuple[Tensor, Tensor]:
-    masks = cache.text_masks[ids]
-    length = int(masks.sum(1).max())
-    return cache.text_states[ids, :length], masks[:, :length]
+def memory_cache(cache: LatentCache, text: TextConditioner, split: str = "train") -> MemoryCache:
+    """The recipe's latents as the Trainer's cache: one item per clip/image, text trimmed to its mask.
+
+    Buckets are the latent shapes' kinds (``video``/``image``); the manifest names the text encoders so
+    the Trainer's export writes a complete text folder.
+    """
+    lengths = cache.text_masks.sum(1).tolist()
+
+    def items(latents: Tensor, ids: Tensor, bucket: str) -> list[CacheItem]:
+        out = []
+        for latent, k in zip(latents, ids.tolist(), strict=True):
+            n = int(lengths[k])
+            raw = [(cache.text_states[k, :n], cache.text_masks[k, :n])]
+            out.append(CacheItem(latent, raw, "", bucket, len(out)))
+        return out
+
+    every = items(cache.videos, cache.video_text, "video") + items(cache.images, cache.image_text, "image")
+    for index, item in enumerate(every):
+        item.index = index
+    return MemoryCache(every, {"text": {"config": text.config.to_dict()}, "split": split})
 
 
-def validation_loss(
-    model: MovieGenTransformer,
-    text: TextConditioner,
-    latents: Tensor,
-    text_states: Tensor,
-    text_masks: Tensor,
-    seed: int = 1234,
-) -> float:
-    """Flow-matching loss on held-out clips with fixed noise and timesteps (paper §3.6.2)."""
-    gen = torch.Generator().manual_seed(seed)
-    t = flow.sample_timesteps(len(latents), generator=gen)
-    noise = torch.randn(latents.shape, generator=gen)
-    device = next(model.parameters()).device
-    model.eval()
-    text.eval()
-    with torch.no_grad(), autocast(device):
-        tokens, mask = text.project([(text_states.to(device), text_masks.to(device))])
-        loss = flow.flow_matching_loss(
-            model, latents.to(device), tokens, mask, t=t.to(device), noise=noise.to(device)
-        )
-    return float(loss)
+def backbone_config(
+    recipe: WorldRecipe, latent_shape: tuple[int, ...], run_dir: Path, device: str
+) -> TrainConfig:
+    """The recipe's backbone stage as a :class:`TrainConfig` for the one Trainer (:mod:`moviegen.train.loop`).
+
+    AdamW betas (0.9, 0.99); cosine decay to 10 % of ``lr`` after ``warmup_steps``; image:video batches
+    1:``video_batches_per_image``; the frame term and the shifted t location (module docstring).
+    """
+    c, t, h, w = latent_shape
+    model = dict(dim=recipe.dim, num_layers=recipe.num_layers, num_heads=recipe.num_heads,
+                 ffn_dim=recipe.ffn_dim, in_channels=c, out_channels=c, max_latent_frames=max(t, 1),
+                 max_height_patches=h // 2, max_width_patches=w // 2)  # fmt: skip
+    return TrainConfig(
+        stage="world backbone", model="tiny", model_overrides=model, global_batch=recipe.batch_size,
+        image_video_ratio=(1, recipe.video_batches_per_image), text_dropout=recipe.text_dropout,
+        t_location=recipe.t_location, frame_diff_weight=recipe.frame_diff_weight, lr=recipe.lr,
+        betas=(0.9, 0.99), weight_decay=recipe.weight_decay, warmup_steps=recipe.warmup_steps,
+        schedule="cosine", cosine_final_ratio=0.1, grad_clip=1.0, steps=recipe.steps,
+        val_every=recipe.val_every, ckpt_every=0, log_every=0, keep_checkpoints=1, seed=recipe.seed + 1,
+        run_dir=str(run_dir), device=device, val_batch=64,
+    )  # fmt: skip
+
+
+def run_trainer(
+    config: TrainConfig,
+    cache: MemoryCache,
+    val_cache: MemoryCache | None,
+    log: Callable[[str, float, int], None],
+    progress: Progress | None,
+    stage: str,
+) -> Path:
+    """Run one recipe stage through the Trainer (in ``config.run_dir``, replaced); returns its export."""
+    run_dir = Path(config.run_dir)
+    if run_dir.exists():
+        shutil.rmtree(run_dir)  # the recipe's own scratch folder from an earlier run
+
+    def on_step(record: dict) -> None:
+        step = record["step"] - 1
+        log("train/loss_images" if record["kind"] == "image" else "train/loss", record["loss"], step)
+        log("train/lr", record["lr"], step)
+        terms = {"loss": record["loss"], "grad_norm": record["grad_norm"]}
+        if "val_loss" in record:
+            terms["val"] = record["val_loss"]
+            log("val/loss", record["val_loss"], step)
+        if progress:
+            progress(stage, record["step"], config.steps, terms)
+
+    result = train(config, log=lambda message: None, cache=cache, val_cache=val_cache, on_step=on_step)
+    if result.export_dir is None:
+        raise MovieGenError(f"the {stage} stage exported nothing")
+    return result.export_dir
 
 
 def train_backbone(
     recipe: WorldRecipe,
     cache: LatentCache,
     text: TextConditioner,
-    val: tuple[Tensor, Tensor, Tensor],
+    val_cache: MemoryCache,
     log: Callable[[str, float, int], None],
     progress: Progress | None = None,
     device: torch.device = torch.device("cpu"),
-) -> MovieGenTransformer:
-    c, t, h, w = cache.videos.shape[1:]
-    cfg = TransformerConfig.preset(
-        "tiny",
-        dim=recipe.dim,
-        num_layers=recipe.num_layers,
-        num_heads=recipe.num_heads,
-        ffn_dim=recipe.ffn_dim,
-        in_channels=c,
-        out_channels=c,
-        max_latent_frames=max(t, 1),
-        max_height_patches=h // 2,
-        max_width_patches=w // 2,
-    )
-    model = MovieGenTransformer(cfg).to(device)
-    text.to(device)
-    params = list(model.parameters()) + list(text.parameters())
-    opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay, betas=(0.9, 0.99))
-    gen = torch.Generator().manual_seed(recipe.seed + 1)
-    dgen = device_generator(gen, device, recipe.seed + 1)
-    val_latents, val_states, val_masks = val
-    for step in range(recipe.steps):
-        lr = recipe.lr * min(1.0, (step + 1) / recipe.warmup_steps)
-        lr *= 0.5 * (1 + math.cos(math.pi * step / recipe.steps)) * 0.9 + 0.1
-        for group in opt.param_groups:
-            group["lr"] = lr
-        use_images = len(cache.images) > 0 and step % (recipe.video_batches_per_image + 1) == 0
-        source, source_text = (
-            (cache.images, cache.image_text) if use_images else (cache.videos, cache.video_text)
-        )
-        idx = torch.randint(len(source), (recipe.batch_size,), generator=gen)
-        states, masks = text_batch(cache, source_text[idx])
-        model.train()
-        text.train()
-        with autocast(device):
-            tokens, mask = text.project([(states.to(device), masks.to(device))])
-            mask = flow.drop_text(mask, recipe.text_dropout, generator=dgen)
-            loss = flow.flow_matching_loss(
-                model, source[idx].to(device), tokens, mask, generator=dgen, t_location=recipe.t_location,
-                frame_diff_weight=recipe.frame_diff_weight,
-            )  # fmt: skip
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grad = float(torch.nn.utils.clip_grad_norm_(params, 1.0))
-        opt.step()
-        log("train/loss_images" if use_images else "train/loss", loss.item(), step)
-        log("train/lr", lr, step)
-        terms = {"loss": loss.item(), "grad_norm": grad}
-        if (step + 1) % recipe.val_every == 0 or step + 1 == recipe.steps:
-            terms["val"] = validation_loss(model, text, val_latents, val_states, val_masks)
-            log("val/loss", terms["val"], step)
-        if progress:
-            progress("backbone", step + 1, recipe.steps, terms)
-    return model.eval()
+    run_dir: Path = Path("backbone"),
+) -> tuple[MovieGenTransformer, TextConditioner]:
+    """Flow matching on the cached latents through the one Trainer; returns the backbone and text."""
+    config = backbone_config(recipe, tuple(cache.videos.shape[1:]), run_dir, device.type)
+    export = run_trainer(config, memory_cache(cache, text), val_cache, log, progress, "backbone")
+    model = MovieGenTransformer.from_pretrained(export / "transformer").eval()
+    return model, TextConditioner.from_pretrained(export / "text").eval()
 
 
 # ------------------------------------------------------------------------------------------------ recipe
@@ -505,11 +508,14 @@ def train_world(
         cache, tae, _ = build_cache(tae, text, data)
         val_latents = tae.normalize(encode_latents(tae, val_data.videos))
         val_states, val_masks, val_ids = encode_captions(text, val_data.captions)
-        order = torch.tensor([val_ids[c] for c in val_data.captions])
+        val_ids = torch.tensor([val_ids[c] for c in val_data.captions])
+        val_cache = memory_cache(LatentCache(val_latents, val_ids, val_latents[:0], val_ids[:0], val_states,
+                                             val_masks), text, "val")  # fmt: skip
         timings["cache_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        val = (val_latents, val_states[order], val_masks[order])
-        model = train_backbone(recipe, cache, text, val, logger, progress, device)
+        model, text = train_backbone(
+            recipe, cache, text, val_cache, logger, progress, device, out / "backbone"
+        )
         timings["backbone_s"] = time.perf_counter() - t0
     finally:
         logger.close()
