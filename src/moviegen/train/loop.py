@@ -729,7 +729,11 @@ class Trainer:
         self.modules = TrainModules(self.model, projector)
         self.params = [p for p in self.modules.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
-            _param_groups(self.modules, c.weight_decay), lr=c.lr, betas=tuple(c.betas), eps=c.eps
+            _param_groups(self.modules, c.weight_decay),
+            lr=c.lr,
+            betas=tuple(c.betas),
+            eps=c.eps,
+            foreach=True,
         )
         self.schedule = LRSchedule(c)
         self.step = 0
