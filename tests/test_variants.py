@@ -163,3 +163,16 @@ def test_trainer_trains_a_widened_variant_from_a_cache_with_a_condition(tmp_path
     trained = MovieGenTransformer.from_pretrained(result.export_dir / "transformer")
     assert trained.config.in_channels == 32
     assert trained.patch_embed.weight[:, 16:].abs().sum() > 0  # the conditioning channels learned
+
+
+def test_upsampler_presets():
+    with torch.device("meta"):
+        big = MovieGenTransformer(TransformerConfig.preset("upsampler-7b"))
+    n = sum(p.numel() for p in big.parameters())
+    assert 6.5e9 < n < 7.5e9 and big.config.in_channels == 2 * big.config.out_channels == 32
+    # 1088×1920 px (1080p) in one 14-latent-frame window fits the tables
+    assert (big.config.max_height_patches * 16, big.config.max_width_patches * 16) == (1088, 1920)
+    assert big.config.max_latent_frames == 14
+    tiny = MovieGenTransformer(TransformerConfig.preset("upsampler-tiny"))
+    out = tiny(torch.randn(1, 32, 2, 16, 24), torch.rand(1), torch.randn(1, 3, 64))
+    assert out.shape == (1, 16, 2, 16, 24)  # not only squares

@@ -269,6 +269,13 @@ def _check_out(out: Path) -> None:
         raise MovieGenError(f"refusing to overwrite {out}: it is not empty and holds no latent cache")
 
 
+def _manifest_head(dtype: torch.dtype, shard_size: int, shards: list[str], count: int) -> dict[str, Any]:
+    """The first keys of every cache manifest: format, versions, storage and shard layout."""
+    return {"format": CACHE_FORMAT, "version": CACHE_VERSION, "moviegen_version": __version__,
+            "dtype": str(dtype).removeprefix("torch."), "shard_size": shard_size, "shards": shards,
+            "num_items": count}  # fmt: skip
+
+
 def build_cache(
     items: Sequence[DataItem] | DataSource | str | Path,
     tae: Any,
@@ -406,13 +413,7 @@ def build_cache(
             )
             entry["count"] = entry.get("count", 0) + 1
         manifest = {
-            "format": CACHE_FORMAT,
-            "version": CACHE_VERSION,
-            "moviegen_version": __version__,
-            "dtype": str(dtype).removeprefix("torch."),
-            "shard_size": shard_size,
-            "shards": writer.shards,
-            "num_items": len(records),
+            **_manifest_head(dtype, shard_size, writer.shards, len(records)),
             "grid": grid.to_dict(),
             "tae": {
                 "config": _config_dict(tae),
@@ -489,13 +490,7 @@ def write_cache(
         if not records:
             raise MovieGenError("write_cache: no items to write")
         manifest = {
-            "format": CACHE_FORMAT,
-            "version": CACHE_VERSION,
-            "moviegen_version": __version__,
-            "dtype": str(dtype).removeprefix("torch."),
-            "shard_size": shard_size,
-            "shards": writer.shards,
-            "num_items": len(records),
+            **_manifest_head(dtype, shard_size, writer.shards, len(records)),
             "tae": {"config": tae_config, "normalised": True},
             "text": {"config": text_config, "num_encoders": len(dims), "dims": dims},
             "buckets": dict(sorted(buckets.items())),

@@ -78,6 +78,14 @@ class TransformerConfig(Config):
         # covering 576×1008 and 1008×576 (36×63 patches) with margin.
         "30b": dict(dim=6144, ffn_dim=16384, num_layers=48, num_heads=48, max_latent_frames=32,
                     max_height_patches=64, max_width_patches=64),
+        # The spatial upsampler (paper §5: 7B, same architecture, the upsampled video's latent concatenated
+        # on the channels). Dimensions are our choice (7.13B parameters): LLaMA-7B-like width 4096, FFN
+        # 11008, 32 heads, 26 layers. Tables: one 14-latent-frame MultiDiffusion window, and 68×120
+        # patches = 1088×1920 px (1080p padded to a multiple of 16).
+        "upsampler-7b": dict(in_channels=32, dim=4096, ffn_dim=11008, num_layers=26, num_heads=32,
+                             max_latent_frames=14, max_height_patches=68, max_width_patches=120),
+        "upsampler-tiny": dict(in_channels=32, dim=64, ffn_dim=128, num_layers=2, num_heads=4,
+                               max_latent_frames=8, max_height_patches=16, max_width_patches=16),
     }  # fmt: skip
 
     def validate(self) -> None:

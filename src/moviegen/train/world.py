@@ -25,7 +25,9 @@ Stages, as in the paper but sized for a 2-core CPU:
    every distinct caption, computed once; latents are normalised per channel by their mean and standard
    deviation, stored in the TAE config as ``latents_mean`` / ``latents_std`` (the channels' scales differ
    by up to 4×; a single scalar would let the noise drown the small channels first);
-4. **backbone** (§3.1.2): flow matching on cached latents, text dropout 0.1 for classifier-free guidance
+4. **backbone** (§3.1.2), through the one Trainer of ``moviegen train run`` (:func:`backbone_config`,
+   :func:`run_trainer`; the cache is held in memory): flow matching on cached latents, text dropout 0.1
+   for classifier-free guidance
    and image:video batches 1:``video_batches_per_image``; the text projector is trained with it;
    validation flow-matching loss on held-out clips (fixed noise, paper's logit-normal(0, 1) t) is logged
    (the paper found it tracks human judgement). Two choices of ours, from one diagnosis: sampling from
