@@ -176,3 +176,12 @@ def test_upsampler_presets():
     tiny = MovieGenTransformer(TransformerConfig.preset("upsampler-tiny"))
     out = tiny(torch.randn(1, 32, 2, 16, 24), torch.rand(1), torch.randn(1, 3, 64))
     assert out.shape == (1, 16, 2, 16, 24)  # not only squares
+
+
+def test_text_to_video_pipeline_refuses_a_conditioned_variant():
+    from moviegen.pipeline import MovieGenPipeline
+
+    pipe = MovieGenPipeline.from_presets()
+    variant = MovieGenTransformer.from_base(pipe.transformer, in_channels=32)
+    with pytest.raises(MovieGenError, match="conditioned variant"):
+        MovieGenPipeline(pipe.text, variant, pipe.tae)

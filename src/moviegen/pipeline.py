@@ -215,6 +215,12 @@ class MovieGenPipeline:
                 f"TAE latent channels {tae.config.latent_channels} != transformer out_channels "
                 f"{transformer.config.out_channels}"
             )
+        if transformer.config.in_channels != transformer.config.out_channels:
+            raise MovieGenError(
+                f"this backbone reads {transformer.config.in_channels} input channels for "
+                f"{transformer.config.out_channels} latent channels: a conditioned variant (upsampler, "
+                "Edit), not a text-to-video model; load it with its own pipeline"
+            )
         self.text, self.transformer, self.tae = text, transformer, tae
         self.guidance_scale = check_guidance_scale(guidance_scale)
         self.caption_style = caption_style
