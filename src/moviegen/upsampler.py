@@ -1,0 +1,211 @@
+"""Movie Gen's spatial upsampler: a low-resolution video → the same video at ``scale``× the size (paper §5).
+
+A variant of the text-to-video backbone (:meth:`MovieGenTransformer.from_base`): the low-resolution video
+is bilinearly upsampled to the target size, encoded by the TAE and normalised, and that latent is
+concatenated after the noisy latent on the channels (``in_channels = 2 × latent channels``). Sampling is
+the one sampler, :func:`moviegen.flow.sample`, with ``cond`` and MultiDiffusion windows over latent
+frames (the paper: 14 latent frames overlapping by 4, 20 Euler steps). Text conditioning is kept; the
+default prompt is the null text (an all-False mask), since the video already says what is in it.
+
+Folder layout as :class:`~moviegen.pipeline.MovieGenPipeline` (``text/``, ``transformer/``, ``tae/``) with a
+``model_index.json`` whose ``_class_name`` is ``UpsamplerPipeline`` and which records the model's own
+``scale``, ``num_steps``, ``window``, ``overlap`` and ``guidance_scale`` defaults and the weights' SHA-256.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from moviegen import __version__, flow
+from moviegen.devices import autocast
+from moviegen.errors import MovieGenError
+from moviegen.files import read_json
+from moviegen.models.tae import TAE
+from moviegen.models.text import TextConditioner
+from moviegen.models.transformer import MovieGenTransformer
+from moviegen.pipeline import INDEX_NAME, MovieGenPipeline, check_guidance_scale, file_sha256, verify_weights
+from moviegen.pretrained import WEIGHTS_NAME, atomic_dir
+
+COMPONENTS = {"text": TextConditioner, "transformer": MovieGenTransformer, "tae": TAE}
+PAPER_STEPS, PAPER_WINDOW, PAPER_OVERLAP = 20, 14, 4
+
+
+class UpsamplerPipeline:
+    """Text encoders + projector, the conditioned backbone and the TAE; ``__call__`` upsamples one video."""
+
+    def __init__(
+        self,
+        text: TextConditioner,
+        transformer: MovieGenTransformer,
+        tae: TAE,
+        scale: int = 2,
+        num_steps: int = PAPER_STEPS,
+        window: int = PAPER_WINDOW,
+        overlap: int = PAPER_OVERLAP,
+        guidance_scale: float = 1.0,
+    ):
+        c = transformer.config
+        latent = tae.config.latent_channels
+        if c.in_channels != 2 * latent or c.out_channels != latent:
+            raise MovieGenError(
+                f"an upsampler backbone reads 2 × {latent} channels (noisy + conditioning latent) and writes "
+                f"{latent}; this one reads {c.in_channels} and writes {c.out_channels} (a text-to-video "
+                "model? make one with UpsamplerPipeline.from_base)"
+            )
+        if text.model_dim != c.dim:
+            raise MovieGenError(f"text projector width {text.model_dim} != transformer dim {c.dim}")
+        for name, value in (("scale", scale), ("num_steps", num_steps), ("window", window)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise MovieGenError(f"{name} must be a positive integer, got {value!r}")
+        self.text, self.transformer, self.tae = text, transformer, tae
+        self._check_window(window, overlap)
+        self.scale, self.num_steps, self.window, self.overlap = scale, num_steps, window, overlap
+        self.guidance_scale = check_guidance_scale(guidance_scale)
+        for module in (text, transformer, tae):
+            module.eval()
+
+    @classmethod
+    def from_base(cls, base: MovieGenPipeline | str | Path, scale: int = 2, **defaults) -> UpsamplerPipeline:
+        """An untrained upsampler from a text-to-video pipeline: the backbone widened by ``from_base``
+        (so it starts as the base model) with its spatial positional tables grown ``scale``×. The window
+        defaults to the paper's 14 latent frames (overlap 4), or to the base's temporal table when that is
+        shorter (the world backbone knows 2 latent frames: window 2, overlap 1)."""
+        if not isinstance(base, MovieGenPipeline):
+            base = MovieGenPipeline.from_pretrained(base)
+        c = base.transformer.config
+        variant = MovieGenTransformer.from_base(base.transformer, in_channels=2 * c.out_channels)
+        variant.expand_positions(max_height_patches=scale * c.max_height_patches,
+                                 max_width_patches=scale * c.max_width_patches)  # fmt: skip
+        window = min(PAPER_WINDOW, variant.config.max_latent_frames)
+        defaults = {"window": window, "overlap": min(PAPER_OVERLAP, window // 2)} | defaults
+        return cls(base.text, variant, base.tae, scale=scale, **defaults)
+
+    def _check_window(self, window: int, overlap: int) -> None:
+        flow.window_starts(window, window, overlap)  # checks both numbers
+        tables = self.transformer.config.max_latent_frames
+        if window > tables:
+            raise MovieGenError(
+                f"window {window} latent frames is longer than the model's {tables} positions"
+            )
+
+    # -- saving and loading
+
+    def save_pretrained(self, path: str | Path, dtype: torch.dtype | None = None) -> Path:
+        with atomic_dir(path) as tmp:
+            self.text.save_pretrained(tmp / "text")
+            self.transformer.save_pretrained(tmp / "transformer", dtype=dtype)
+            self.tae.save_pretrained(tmp / "tae", dtype=dtype)
+            index = {"_class_name": type(self).__name__, "moviegen_version": __version__}
+            index |= {name: cls.__name__ for name, cls in COMPONENTS.items()}
+            index |= {"scale": self.scale, "num_steps": self.num_steps, "window": self.window,
+                      "overlap": self.overlap, "guidance_scale": self.guidance_scale}  # fmt: skip
+            weights = sorted(f.relative_to(tmp).as_posix() for f in tmp.glob(f"*/{WEIGHTS_NAME}"))
+            index["weights_sha256"] = {name: file_sha256(tmp / name) for name in weights}
+            (tmp / INDEX_NAME).write_text(json.dumps(index, indent=2) + "\n")
+        return Path(path)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path) -> UpsamplerPipeline:
+        path = Path(path)
+        if not path.is_dir():
+            raise MovieGenError(f"upsampler folder not found: {path}")
+        index = read_json(path / INDEX_NAME, missing=f"{path} is not an upsampler folder (no {INDEX_NAME})")
+        if not isinstance(index, dict):
+            raise MovieGenError(f"{path / INDEX_NAME} must hold a JSON object")
+        kind = index.get("_class_name")
+        if kind != cls.__name__:
+            what = "a text-to-video model" if kind == MovieGenPipeline.__name__ else f"a {kind!r}"
+            raise MovieGenError(f"{path} holds {what}, not a spatial upsampler ({cls.__name__})")
+        verify_weights(path, index)
+        parts = {name: component.from_pretrained(path / name) for name, component in COMPONENTS.items()}
+        keys = ("scale", "num_steps", "window", "overlap", "guidance_scale")
+        try:
+            return cls(**parts, **{k: index[k] for k in keys if k in index})
+        except MovieGenError as e:
+            raise MovieGenError(f"{path / INDEX_NAME}: {e}") from None
+
+    def to(self, device: str | torch.device) -> UpsamplerPipeline:
+        for module in (self.text, self.transformer, self.tae):
+            module.to(device)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.transformer.parameters()).device
+
+    # -- upsampling
+
+    def output_size(self, height: int, width: int) -> tuple[int, int]:
+        """The output size of a ``height × width`` input, checked against the model's tables."""
+        multiple = 16
+        out_h, out_w = height * self.scale, width * self.scale
+        if height < 1 or width < 1 or out_h % multiple or out_w % multiple:
+            raise MovieGenError(
+                f"input {height}x{width}: upsampled {self.scale}x it must have sides that are multiples of "
+                f"{multiple} (inputs whose sides are multiples of {multiple // self.scale} work)"
+            )
+        c, down = self.transformer.config, self.tae.compression
+        limit = (c.max_height_patches * 2 * down, c.max_width_patches * 2 * down)
+        if out_h > limit[0] or out_w > limit[1]:
+            raise MovieGenError(
+                f"this upsampler writes at most {limit[0]}x{limit[1]} px "
+                f"(asked {height}x{width} -> {out_h}x{out_w})"
+            )
+        return out_h, out_w
+
+    def condition(self, video: Tensor, size: tuple[int, int]) -> Tensor:
+        """The conditioning latent (1, C, t, h, w): the video bilinearly upsampled to ``size``, encoded."""
+        frames = video.float().permute(1, 0, 2, 3)
+        up = F.interpolate(frames, size=size, mode="bilinear", align_corners=False).clamp(-1, 1)
+        latent = self.tae.encode(up.permute(1, 0, 2, 3)[None].to(self.device))
+        return self.tae.normalize(latent.float())
+
+    @torch.inference_mode()
+    def __call__(
+        self,
+        video: Tensor,
+        prompt: str = "",
+        seed: int = 0,
+        num_steps: int | None = None,
+        window: int | None = None,
+        overlap: int | None = None,
+        guidance_scale: float | None = None,
+        callback: Callable[[int, int], None] | None = None,
+    ) -> Tensor:
+        """Upsample ``video`` (3, T, h, w) in [-1, 1]; returns (3, T, scale·h, scale·w) in [-1, 1].
+
+        Defaults are the model's own (``num_steps``, ``window``, ``overlap``, ``guidance_scale``); an empty
+        prompt is the null text. Euler steps on the linear schedule, deterministic for a seed.
+        """
+        if video.ndim != 4 or video.shape[0] != 3 or video.shape[1] < 1:
+            raise MovieGenError(f"expected a video of shape (3, T, H, W), got {tuple(video.shape)}")
+        if not bool(torch.isfinite(video).all()):
+            raise MovieGenError("the input video holds non-finite values")
+        size = self.output_size(video.shape[2], video.shape[3])
+        steps = self.num_steps if num_steps is None else num_steps
+        window = self.window if window is None else window
+        overlap = self.overlap if overlap is None else overlap
+        guidance = self.guidance_scale if guidance_scale is None else check_guidance_scale(guidance_scale)
+        self._check_window(window, overlap)
+        times = flow.linear(steps)
+        device = self.device
+        with autocast(device):
+            cond = self.condition(video, size)
+            generator = torch.Generator().manual_seed(seed)
+            noise = torch.randn(cond.shape[0], self.tae.config.latent_channels, *cond.shape[2:],
+                                generator=generator).to(device)  # fmt: skip
+            tokens, mask = self.text([prompt])
+            mask = mask.to(device) & bool(prompt.strip())
+            x1 = flow.sample(self.transformer, noise, tokens, mask, times, guidance, callback=callback,
+                             cond=cond, window=window, overlap=overlap)  # fmt: skip
+            frames = self.tae.decode(self.tae.denormalize(x1.float()), num_frames=video.shape[1])
+        frames = frames[0].float()
+        if not bool(torch.isfinite(frames).all()):
+            raise MovieGenError("the upsampled video came out non-finite (NaN/inf); nothing was written")
+        return frames.clamp(-1, 1).cpu()
