@@ -55,3 +55,30 @@ def test_bad_inputs_and_wrong_folders_are_refused(upsampler, tmp_path):
         UpsamplerPipeline(base.text, base.transformer, base.tae)
     with pytest.raises(MovieGenError, match="UpsamplerPipeline"):
         MovieGenPipeline.from_pretrained(pipe.save_pretrained(tmp_path / "up2"))
+
+
+def test_upsample_command(upsampler, tmp_path, capsys):
+    from helpers import run_cli
+    from moviegen.video import read_video, write_video
+
+    base, pipe = upsampler
+    pipe.save_pretrained(tmp_path / "up")
+    base.save_pretrained(tmp_path / "t2v")
+    write_video(tmp_path / "in.mp4", torch.rand(3, 9, 32, 48) * 2 - 1, fps=8)
+    code, out, err = run_cli(capsys, "upsample", tmp_path / "in.mp4", "--out", tmp_path / "out.mp4",
+                             "--model", tmp_path / "up", "--steps", "2")  # fmt: skip
+    assert code == 0, err
+    video, fps = read_video(tmp_path / "out.mp4")
+    assert video.shape == (3, 9, 64, 96) and fps == 8
+    write_video(tmp_path / "odd.mp4", torch.zeros(3, 2, 36, 32), fps=8)
+    (tmp_path / "notavideo.mp4").write_text("hello")
+    for args, message in (
+        ([tmp_path / "in.mp4", "--model", tmp_path / "t2v"], "not a spatial upsampler"),
+        ([tmp_path / "notavideo.mp4", "--model", tmp_path / "up"], ""),
+        ([tmp_path / "odd.mp4", "--model", tmp_path / "up"], "multiples of 8"),
+        ([tmp_path / "in.mp4"], "pass --model"),
+        ([tmp_path / "in.mp4", "--model", tmp_path / "up", "--steps", "0"], "--steps"),
+    ):
+        code, _, err = run_cli(capsys, "upsample", *args, "--out", tmp_path / "bad.mp4")
+        assert code == 1 and message in err and err.strip().count("\n") == 0, err
+        assert not (tmp_path / "bad.mp4").exists()
