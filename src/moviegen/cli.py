@@ -248,6 +248,42 @@ def train_world_command(
     typer.echo(f"wrote {out / 'pipeline'}")
 
 
+@train_app.command("upsampler")
+def train_upsampler_command(
+    out: Annotated[
+        Path, typer.Option("--out", help="Output folder (pipeline/, cache/, run/, training_log.json).")
+    ],
+    quick: Annotated[bool, typer.Option("--quick", help="A seconds-long variant (CI).")] = False,
+    base: Annotated[
+        Path | None,
+        typer.Option(help="Text-to-video pipeline to start from (default: the shipped world model)."),
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="Override the training steps.")] = None,
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
+) -> None:
+    """Train the 2x spatial upsampler on the built-in world from a text-to-video backbone (paper §5)."""
+    from moviegen.devices import resolve_device
+    from moviegen.files import check_output_dir
+    from moviegen.train.upsampler import UpsamplerRecipe, train_upsampler
+
+    overrides = {"steps": steps} if steps is not None else {}
+    recipe = UpsamplerRecipe.preset("quick" if quick else "default", **overrides)
+    check_output_dir(out)
+    dev = resolve_device(device)
+    with progress() as bar:
+        tasks: dict[str, int] = {}
+
+        def report(stage: str, step: int, total: int, terms: dict) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total, status="")
+            bar.update(
+                tasks[stage], completed=step, status=" ".join(f"{k} {v:.4f}" for k, v in terms.items())
+            )
+
+        train_upsampler(recipe, out, base=base, progress=report, device=dev.type)
+    typer.echo(f"wrote {out / 'pipeline'}")
+
+
 @eval_app.command("world")
 def eval_world_command(
     model: Annotated[str | None, typer.Option(help="Pipeline folder (default: the shipped model).")] = None,
