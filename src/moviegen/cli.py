@@ -211,6 +211,19 @@ def tae_inflate(
     typer.echo(f"inflated {image_ae} → {out} ({list(c.block_out_channels)}, latent {c.latent_channels})")
 
 
+def stage_reporter(bar: Progress):
+    """A recipe's ``progress(stage, step, total, terms)`` callback: one bar per stage, its loss terms."""
+    tasks: dict[str, int] = {}
+
+    def report(stage: str, step: int, total: int, terms: dict) -> None:
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(f"training {stage}", total=total, status="")
+        status = " ".join(f"{k} {v:.4f}" for k, v in terms.items() if k in ("l1", "loss", "val"))
+        bar.update(tasks[stage], completed=step, status=status)
+
+    return report
+
+
 @train_app.command("world")
 def train_world_command(
     out: Annotated[Path, typer.Option("--out", help="Output folder (pipeline/, logs/, training_log.json).")],
@@ -236,15 +249,7 @@ def train_world_command(
     check_output_dir(out)
     dev = resolve_device(device)
     with progress() as bar:
-        tasks: dict[str, int] = {}
-
-        def report(stage: str, step: int, total: int, terms: dict) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(f"training {stage}", total=total, status="")
-            status = " ".join(f"{k} {v:.4f}" for k, v in terms.items() if k in ("l1", "loss", "val"))
-            bar.update(tasks[stage], completed=step, status=status)
-
-        train_world(recipe, out, progress=report, tae_from=tae, device=dev)
+        train_world(recipe, out, progress=stage_reporter(bar), tae_from=tae, device=dev)
     typer.echo(f"wrote {out / 'pipeline'}")
 
 
@@ -271,16 +276,7 @@ def train_upsampler_command(
     check_output_dir(out)
     dev = resolve_device(device)
     with progress() as bar:
-        tasks: dict[str, int] = {}
-
-        def report(stage: str, step: int, total: int, terms: dict) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total, status="")
-            bar.update(
-                tasks[stage], completed=step, status=" ".join(f"{k} {v:.4f}" for k, v in terms.items())
-            )
-
-        train_upsampler(recipe, out, base=base, progress=report, device=dev.type)
+        train_upsampler(recipe, out, base=base, progress=stage_reporter(bar), device=dev.type)
     typer.echo(f"wrote {out / 'pipeline'}")
 
 

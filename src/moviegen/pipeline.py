@@ -175,6 +175,20 @@ def verify_weights(path: Path, index: dict) -> None:
             )
 
 
+def write_components(folder: Path, pipeline: object, extra: dict, dtype: torch.dtype | None) -> None:
+    """Save a pipeline's ``text``/``transformer``/``tae`` folders into ``folder`` and its index: class name,
+    version, component classes, ``extra`` keys and the SHA-256 of every weight file (shared by every
+    pipeline of the cast)."""
+    pipeline.text.save_pretrained(folder / "text")
+    pipeline.transformer.save_pretrained(folder / "transformer", dtype=dtype)
+    pipeline.tae.save_pretrained(folder / "tae", dtype=dtype)
+    index = {"_class_name": type(pipeline).__name__, "moviegen_version": __version__}
+    index |= {name: cls.__name__ for name, cls in COMPONENTS.items()} | extra
+    weights = sorted(f.relative_to(folder).as_posix() for f in folder.glob(f"*/{WEIGHTS_NAME}"))
+    index["weights_sha256"] = {name: file_sha256(folder / name) for name in weights}
+    (folder / INDEX_NAME).write_text(json.dumps(index, indent=2) + "\n")
+
+
 def set_guidance_scale(path: str | Path, scale: float) -> None:
     """Store ``scale`` as the default guidance of the pipeline folder at ``path`` (atomically)."""
     check_guidance_scale(scale)
@@ -242,17 +256,10 @@ class MovieGenPipeline:
     def save_pretrained(self, path: str | Path, dtype: torch.dtype | None = None) -> Path:
         """Write the three component folders and the index; ``dtype`` shrinks backbone and TAE weights."""
         with atomic_dir(path) as tmp:
-            self.text.save_pretrained(tmp / "text")
-            self.transformer.save_pretrained(tmp / "transformer", dtype=dtype)
-            self.tae.save_pretrained(tmp / "tae", dtype=dtype)
-            index = {"_class_name": type(self).__name__, "moviegen_version": __version__}
-            index |= {name: cls.__name__ for name, cls in COMPONENTS.items()}
-            index["guidance_scale"] = self.guidance_scale
+            extra = {"guidance_scale": self.guidance_scale}
             if self.caption_style is not None:
-                index["caption_style"] = self.caption_style
-            weights = sorted(f.relative_to(tmp).as_posix() for f in tmp.glob(f"*/{WEIGHTS_NAME}"))
-            index["weights_sha256"] = {name: file_sha256(tmp / name) for name in weights}
-            (tmp / INDEX_NAME).write_text(json.dumps(index, indent=2) + "\n")
+                extra["caption_style"] = self.caption_style
+            write_components(tmp, self, extra, dtype)
         return Path(path)
 
     @classmethod

@@ -14,7 +14,6 @@ Folder layout as :class:`~moviegen.pipeline.MovieGenPipeline` (``text/``, ``tran
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,15 +21,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from moviegen import __version__, flow
+from moviegen import flow
 from moviegen.devices import autocast
 from moviegen.errors import MovieGenError
 from moviegen.files import read_json
 from moviegen.models.tae import TAE
 from moviegen.models.text import TextConditioner
 from moviegen.models.transformer import MovieGenTransformer
-from moviegen.pipeline import INDEX_NAME, MovieGenPipeline, check_guidance_scale, file_sha256, verify_weights
-from moviegen.pretrained import WEIGHTS_NAME, atomic_dir
+from moviegen.pipeline import (
+    INDEX_NAME,
+    MovieGenPipeline,
+    check_guidance_scale,
+    verify_weights,
+    write_components,
+)
+from moviegen.pretrained import atomic_dir
 
 COMPONENTS = {"text": TextConditioner, "transformer": MovieGenTransformer, "tae": TAE}
 PAPER_STEPS, PAPER_WINDOW, PAPER_OVERLAP = 20, 14, 4
@@ -98,16 +103,9 @@ class UpsamplerPipeline:
 
     def save_pretrained(self, path: str | Path, dtype: torch.dtype | None = None) -> Path:
         with atomic_dir(path) as tmp:
-            self.text.save_pretrained(tmp / "text")
-            self.transformer.save_pretrained(tmp / "transformer", dtype=dtype)
-            self.tae.save_pretrained(tmp / "tae", dtype=dtype)
-            index = {"_class_name": type(self).__name__, "moviegen_version": __version__}
-            index |= {name: cls.__name__ for name, cls in COMPONENTS.items()}
-            index |= {"scale": self.scale, "num_steps": self.num_steps, "window": self.window,
-                      "overlap": self.overlap, "guidance_scale": self.guidance_scale}  # fmt: skip
-            weights = sorted(f.relative_to(tmp).as_posix() for f in tmp.glob(f"*/{WEIGHTS_NAME}"))
-            index["weights_sha256"] = {name: file_sha256(tmp / name) for name in weights}
-            (tmp / INDEX_NAME).write_text(json.dumps(index, indent=2) + "\n")
+            extra = {"scale": self.scale, "num_steps": self.num_steps, "window": self.window,
+                     "overlap": self.overlap, "guidance_scale": self.guidance_scale}  # fmt: skip
+            write_components(tmp, self, extra, dtype)
         return Path(path)
 
     @classmethod

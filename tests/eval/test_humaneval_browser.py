@@ -81,6 +81,7 @@ def browser(tmp_path):
 
 
 def test_two_raters_vote_everything_and_results_match_report(browser, server):
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
@@ -88,6 +89,9 @@ def test_two_raters_vote_everything_and_results_match_report(browser, server):
 
     url, db = server
     wait = WebDriverWait(browser, 10)
+    # querying an element while its page navigates away can make ChromeDriver answer "unhandled inspector
+    # error" instead of "stale element" on a loaded machine: poll again rather than fail
+    navigation = WebDriverWait(browser, 10, ignored_exceptions=(WebDriverException,))
     clicked = {}
     store = VoteStore(db)
     tokens = {name: store.invite(name) for name in ("ada", "bob")}
@@ -123,7 +127,7 @@ def test_two_raters_vote_everything_and_results_match_report(browser, server):
             clicked.update({(rater, item, axis): c for axis, c in choices.items()})
             submit = browser.find_element(By.ID, "submit")
             submit.click()
-            wait.until(ec.staleness_of(submit))
+            navigation.until(ec.staleness_of(submit))
         assert "All 3 items rated" in wait.until(ec.presence_of_element_located((By.ID, "done"))).text
 
     votes = VoteStore(db).votes()
