@@ -41,6 +41,13 @@ COMPONENTS = {"text": TextConditioner, "transformer": MovieGenTransformer, "tae"
 PAPER_STEPS, PAPER_WINDOW, PAPER_OVERLAP = 20, 14, 4
 
 
+def default_window(max_latent_frames: int) -> tuple[int, int]:
+    """The MultiDiffusion window and overlap of an upsampler whose temporal table has ``max_latent_frames``
+    rows: the paper's 14 / 4, shortened to the table (overlap at most half the window)."""
+    window = min(PAPER_WINDOW, max_latent_frames)
+    return window, min(PAPER_OVERLAP, window // 2)
+
+
 class UpsamplerPipeline:
     """Text encoders + projector, the conditioned backbone and the TAE; ``__call__`` upsamples one video."""
 
@@ -87,8 +94,8 @@ class UpsamplerPipeline:
         variant = MovieGenTransformer.from_base(base.transformer, in_channels=2 * c.out_channels)
         variant.expand_positions(max_height_patches=scale * c.max_height_patches,
                                  max_width_patches=scale * c.max_width_patches)  # fmt: skip
-        window = min(PAPER_WINDOW, variant.config.max_latent_frames)
-        defaults = {"window": window, "overlap": min(PAPER_OVERLAP, window // 2)} | defaults
+        window, overlap = default_window(variant.config.max_latent_frames)
+        defaults = {"window": window, "overlap": overlap} | defaults
         return cls(base.text, variant, base.tae, scale=scale, **defaults)
 
     def _check_window(self, window: int, overlap: int) -> None:

@@ -654,7 +654,6 @@ class Trainer:
         on_step: Callable[[dict[str, Any]], None] | None = None,
     ):
         self.config = c = config
-        self._given_caches = (cache, val_cache)
         self.on_step = on_step
         if cache is None and not c.cache:
             raise MovieGenError("TrainConfig.cache is not set: point it at a latent cache folder")
@@ -666,12 +665,14 @@ class Trainer:
         self.writer = None
         self.owns_group = init_distributed(device_type)
         try:
-            self._build(want_cuda, device_type, resume, log)
+            self._build(want_cuda, device_type, resume, log, cache, val_cache)
         except BaseException:
             self.close(error=True)
             raise
 
-    def _build(self, want_cuda: bool, device_type: str, resume: bool, log: Log | None) -> None:
+    def _build(
+        self, want_cuda: bool, device_type: str, resume: bool, log: Log | None, cache: Any, val_cache: Any
+    ) -> None:
         c = self.config
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
         self.device = torch.device("cuda", torch.cuda.current_device()) if want_cuda else torch.device("cpu")
@@ -691,11 +692,10 @@ class Trainer:
         self.run_dir = Path(c.run_dir)
 
         # data
-        given, given_val = self._given_caches
-        self.cache = given if given is not None else open_cache(c.cache)
+        self.cache = cache if cache is not None else open_cache(c.cache)
         self.data = DataStream(self.cache, c, self.dp_rank, self.dp_size)
-        self.val_cache = given_val
-        if given_val is None and c.val_cache:
+        self.val_cache = val_cache
+        if val_cache is None and c.val_cache:
             self.val_cache = open_cache(c.val_cache)
         sample = self.cache.get(0)
         self.text_dims = tuple(int(h.shape[-1]) for h, _ in sample.text)

@@ -37,7 +37,7 @@ from moviegen.models.text import TextConditioner
 from moviegen.models.transformer import MovieGenTransformer
 from moviegen.pipeline import DEFAULT_MODEL, MovieGenPipeline
 from moviegen.train.loop import TrainConfig, train
-from moviegen.upsampler import UpsamplerPipeline
+from moviegen.upsampler import UpsamplerPipeline, default_window
 
 Progress = Callable[[str, int, int, dict], None]
 
@@ -142,11 +142,11 @@ def train_upsampler(
     result = train(config, log=lambda message: None, on_step=on_step)
     timings["train_s"] = time.perf_counter() - t0
     export = result.export_dir
+    window, overlap = default_window(c.max_latent_frames)
     upsampler = UpsamplerPipeline(
         TextConditioner.from_pretrained(export / "text"),
         MovieGenTransformer.from_pretrained(export / "transformer"),
-        pipe.tae, scale=recipe.scale, num_steps=recipe.num_steps,
-        window=min(14, c.max_latent_frames), overlap=min(4, c.max_latent_frames // 2),
+        pipe.tae, scale=recipe.scale, num_steps=recipe.num_steps, window=window, overlap=overlap,
     )  # fmt: skip
     upsampler.save_pretrained(out / "pipeline")
     timings["total_s"] = time.perf_counter() - start

@@ -372,7 +372,7 @@ def memory_cache(cache: LatentCache, text: TextConditioner, split: str = "train"
         for latent, k in zip(latents, ids.tolist(), strict=True):
             n = int(lengths[k])
             raw = [(cache.text_states[k, :n], cache.text_masks[k, :n])]
-            out.append(CacheItem(latent, raw, "", bucket, len(out)))
+            out.append(CacheItem(latent, raw, "", bucket))
         return out
 
     every = items(cache.videos, cache.video_text, "video") + items(cache.images, cache.image_text, "image")
