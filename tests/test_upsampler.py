@@ -76,9 +76,72 @@ def test_upsample_command(upsampler, tmp_path, capsys):
         ([tmp_path / "in.mp4", "--model", tmp_path / "t2v"], "not a spatial upsampler"),
         ([tmp_path / "notavideo.mp4", "--model", tmp_path / "up"], ""),
         ([tmp_path / "odd.mp4", "--model", tmp_path / "up"], "multiples of 8"),
-        ([tmp_path / "in.mp4"], "pass --model"),
+        ([tmp_path / "in.mp4", "--model", tmp_path / "missing"], "not found"),
         ([tmp_path / "in.mp4", "--model", tmp_path / "up", "--steps", "0"], "--steps"),
     ):
         code, _, err = run_cli(capsys, "upsample", *args, "--out", tmp_path / "bad.mp4")
         assert code == 1 and message in err and err.strip().count("\n") == 0, err
         assert not (tmp_path / "bad.mp4").exists()
+
+
+def test_generate_upsample_runs_the_cascade(upsampler, tmp_path, capsys):
+    from helpers import run_cli
+    from moviegen.video import read_video
+
+    _, pipe = upsampler
+    pipe.save_pretrained(tmp_path / "up")
+    common = ["--model", "tiny-random", "--frames", "9", "--height", "32", "--width", "48", "--steps", "2"]
+    code, out, err = run_cli(capsys, "generate", "a red circle", "--out", tmp_path / "big.mp4", *common,
+                             "--upsample", "--upsampler", tmp_path / "up")  # fmt: skip
+    assert code == 0, err
+    video, _ = read_video(tmp_path / "big.mp4")
+    assert video.shape == (3, 9, 64, 96) and "64x96" in out
+    for args, message in (
+        (["--upsampler", tmp_path / "up"], "only used with --upsample"),
+        (["--upsample", "--upsampler", tmp_path / "missing"], "not found"),
+    ):
+        code, _, err = run_cli(
+            capsys, "generate", "a red circle", "--out", tmp_path / "bad.mp4", *common, *args
+        )
+        assert code == 1 and message in err and err.strip().count("\n") == 0, err
+        assert not (tmp_path / "bad.mp4").exists()
+
+
+def test_color_fix_takes_the_low_band_from_the_input(upsampler, tmp_path):
+    from moviegen.upsampler import fix_colors
+
+    reference = torch.rand(3, 4, 32, 32) * 2 - 1
+    shifted = (reference + torch.tensor([0.3, -0.2, 0.1]).view(3, 1, 1, 1)).clamp(-2, 2)
+    assert torch.allclose(fix_colors(shifted, reference, 2.0), reference, atol=1e-5)
+    _, pipe = upsampler
+    video = torch.rand(3, 9, 32, 48) * 2 - 1
+    plain, fixed = pipe(video, seed=3), pipe(video, seed=3, color_fix=2.0)
+    assert fixed.shape == plain.shape and not torch.equal(fixed, plain)
+    pipe.color_fix = 2.0
+    pipe.save_pretrained(tmp_path / "up")
+    assert UpsamplerPipeline.from_pretrained(tmp_path / "up").color_fix == 2.0
+    pipe.color_fix = 0.0
+    with pytest.raises(MovieGenError, match="color_fix"):
+        pipe(video, color_fix=-1.0)
+
+
+def test_the_shipped_upsampler_is_the_default_and_keeps_content(tmp_path, capsys):
+    from helpers import run_cli
+    from moviegen.eval.world import detect_object
+    from moviegen.pipeline import DEFAULT_MODEL
+    from moviegen.upsampler import DEFAULT_UPSAMPLER
+    from moviegen.video import read_video
+
+    up = UpsamplerPipeline.from_pretrained(DEFAULT_UPSAMPLER)
+    assert (up.scale, up.num_steps, up.color_fix) == (2, 20, 1.0)
+    low = MovieGenPipeline.from_pretrained(DEFAULT_MODEL)("a red circle moving right", seed=0)
+    high = up(low, seed=0)
+    assert high.shape == (3, 16, 128, 128)
+    before, after = detect_object(low), detect_object(high)
+    assert (after.color, after.shape, after.motion) == (before.color, before.shape, before.motion)
+    code, out, err = run_cli(capsys, "generate", "a red circle moving right", "--out", tmp_path / "big.mp4",
+                             "--upsample")  # fmt: skip
+    assert code == 0, err
+    assert read_video(tmp_path / "big.mp4")[0].shape == (3, 16, 128, 128)
+    code, _, err = run_cli(capsys, "upsample", tmp_path / "big.mp4", "--out", tmp_path / "huge.mp4")
+    assert code == 1 and "at most 128x128" in err and not (tmp_path / "huge.mp4").exists()

@@ -576,6 +576,18 @@ def load_pipeline(model: str | None, device: str = "auto"):
     return MovieGenPipeline.from_pretrained(model).to(dev)
 
 
+def load_upsampler(path: Path | None, device: str = "auto"):
+    """An UpsamplerPipeline from a folder (default: the shipped one) on ``device``."""
+    from moviegen.devices import resolve_device
+    from moviegen.upsampler import DEFAULT_UPSAMPLER, UpsamplerPipeline
+
+    if path is None:
+        if not (DEFAULT_UPSAMPLER / "model_index.json").is_file():
+            raise MovieGenError("no shipped upsampler found: pass an UpsamplerPipeline folder")
+        path = DEFAULT_UPSAMPLER
+    return UpsamplerPipeline.from_pretrained(path).to(resolve_device(device))
+
+
 @app.command()
 def generate(
     prompt: Annotated[str, typer.Argument(help="Text prompt.")],
@@ -614,16 +626,27 @@ def generate(
     rewriter_path: Annotated[
         Path | None, typer.Option(help="transformers rewriter: local LM folder.")
     ] = None,
+    upsample: Annotated[
+        bool, typer.Option("--upsample", help="Cascade: then upsample 2x with the spatial upsampler (§5).")
+    ] = False,
+    upsampler: Annotated[
+        Path | None, typer.Option(help="UpsamplerPipeline folder for --upsample (default: the shipped one).")
+    ] = None,
     device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
 ) -> None:
-    """Generate a video from a text prompt and write it as an MP4."""
+    """Generate a video from a text prompt and write it as an MP4 (``--upsample``: at twice the size)."""
     from moviegen.files import check_output_file
     from moviegen.pipeline import GenerationRequest
 
     GenerationRequest(prompt, frames, height, width, fps, steps, schedule, guidance, seed, camera).validate()
+    if upsampler is not None and not upsample:
+        raise MovieGenError("--upsampler is only used with --upsample")
     check_output_file(out, "output video")
     pipe = load_pipeline(model, device)
     pipe.check_request(prompt, frames, height, width, fps, steps, schedule, guidance, seed, camera)
+    up = load_upsampler(upsampler, device) if upsample else None
+    if up is not None:
+        up.output_size(height, width)  # size errors before any work
     if rewriter != "template" or rewriter_url or rewriter_model or rewriter_path:
         from moviegen.rewrite import rewriter_from_options
 
@@ -648,6 +671,9 @@ def generate(
             seed=seed,
             callback=lambda i, n: bar.update(task, completed=i + 1),
         )
+        if up is not None:
+            task = bar.add_task("upsampling", total=up.num_steps, status="")
+            video = up(video, seed=seed, callback=lambda i, n: bar.update(task, completed=i + 1))
     pipe.export_mp4(video, out, fps=prepared.fps)  # checks that the file holds every frame
     typer.echo(
         f"wrote {out} ({video.shape[1]} frames, {video.shape[2]}x{video.shape[3]}, {prepared.fps} fps)"
@@ -659,7 +685,8 @@ def upsample(
     src: Annotated[Path, typer.Argument(help="Input video file (sides: multiples of 16 / scale).")],
     out: Annotated[Path, typer.Option("--out", help="Output MP4 path.")],
     model: Annotated[
-        Path | None, typer.Option(help="UpsamplerPipeline folder (moviegen train upsampler writes one).")
+        Path | None,
+        typer.Option(help="UpsamplerPipeline folder (default: the shipped one; moviegen train upsampler)."),
     ] = None,
     steps: Annotated[
         int | None, typer.Option(help="Euler steps (default: the model's, the paper's 20).")
@@ -669,14 +696,18 @@ def upsample(
     ] = None,
     overlap: Annotated[int | None, typer.Option(help="Window overlap in latent frames.")] = None,
     prompt: Annotated[str, typer.Option(help="Text conditioning (default: the null text).")] = "",
+    color_fix: Annotated[
+        float | None,
+        typer.Option(
+            help="Take colours below this blur sigma (px) from the input; 0 = off (default: model's)."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     max_frames: Annotated[int | None, typer.Option(help="Read at most this many frames.")] = None,
     device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
 ) -> None:
     """Upsample a video 2x with the spatial upsampler (paper §5) and write it as an MP4."""
-    from moviegen.devices import resolve_device
     from moviegen.files import check_output_file
-    from moviegen.upsampler import UpsamplerPipeline
     from moviegen.video import read_video, write_video
 
     for name, value in (("--steps", steps), ("--window", window), ("--max-frames", max_frames)):
@@ -684,16 +715,15 @@ def upsample(
             raise MovieGenError(f"{name} must be >= 1, got {value}")
     if steps is not None and steps > 10_000:
         raise MovieGenError(f"--steps must be at most 10000, got {steps}")
-    if model is None:
-        raise MovieGenError("no shipped upsampler yet: pass --model DIR (an UpsamplerPipeline folder)")
     check_output_file(out, "output video")
-    pipe = UpsamplerPipeline.from_pretrained(model).to(resolve_device(device))
+    pipe = load_upsampler(model, device)
     video, fps = read_video(src, max_frames=max_frames)
     pipe.output_size(video.shape[2], video.shape[3])  # size errors before any work
     total = steps or pipe.num_steps
     with progress() as bar:
         task = bar.add_task("upsampling", total=total, status="")
         result = pipe(video, prompt=prompt, seed=seed, num_steps=steps, window=window, overlap=overlap,
+                      color_fix=color_fix,
                       callback=lambda i, n: bar.update(task, completed=i + 1))  # fmt: skip
     write_video(out, result, fps=fps)
     typer.echo(f"wrote {out} ({result.shape[1]} frames, {result.shape[2]}x{result.shape[3]}, {fps:g} fps)")

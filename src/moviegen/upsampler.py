@@ -7,9 +7,14 @@ the one sampler, :func:`moviegen.flow.sample`, with ``cond`` and MultiDiffusion 
 frames (the paper: 14 latent frames overlapping by 4, 20 Euler steps). Text conditioning is kept; the
 default prompt is the null text (an all-False mask), since the video already says what is in it.
 
+Not in the paper: an optional colour fix (:func:`fix_colors`, ``color_fix`` = a blur sigma in output
+pixels; 0 = off) takes the output's lowest frequencies from the upsampled input, because a TAE decoding at
+a size it was not trained at shifts flat colours. The shipped world upsampler uses σ = 1.
+
 Folder layout as :class:`~moviegen.pipeline.MovieGenPipeline` (``text/``, ``transformer/``, ``tae/``) with a
 ``model_index.json`` whose ``_class_name`` is ``UpsamplerPipeline`` and which records the model's own
-``scale``, ``num_steps``, ``window``, ``overlap`` and ``guidance_scale`` defaults and the weights' SHA-256.
+``scale``, ``num_steps``, ``window``, ``overlap``, ``guidance_scale`` and ``color_fix`` defaults and the
+weights' SHA-256.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from moviegen import flow
+from moviegen.data.degrade import gaussian_blur
 from moviegen.devices import autocast
 from moviegen.errors import MovieGenError
 from moviegen.files import read_json
@@ -38,6 +44,7 @@ from moviegen.pipeline import (
 from moviegen.pretrained import atomic_dir
 
 COMPONENTS = {"text": TextConditioner, "transformer": MovieGenTransformer, "tae": TAE}
+DEFAULT_UPSAMPLER = Path(__file__).parent / "weights" / "upsampler"  # shipped by ``moviegen train upsampler``
 PAPER_STEPS, PAPER_WINDOW, PAPER_OVERLAP = 20, 14, 4
 
 
@@ -46,6 +53,40 @@ def default_window(max_latent_frames: int) -> tuple[int, int]:
     rows: the paper's 14 / 4, shortened to the table (overlap at most half the window)."""
     window = min(PAPER_WINDOW, max_latent_frames)
     return window, min(PAPER_OVERLAP, window // 2)
+
+
+def conditioning_latent(tae: TAE, video: Tensor, size: tuple[int, int], tile_frames: int = 32) -> Tensor:
+    """The conditioning latent (1, C, t, h, w) of ``video`` (3, T, h₀, w₀): bilinearly upsampled to ``size``,
+    encoded by ``tae`` and normalised — for training pairs and sampling alike.
+
+    Upsampled and encoded ``tile_frames`` frames at a time (the TAE's own independent temporal tiles, so
+    the latent is the same as encoding all at once), so only one tile ever exists at the large size."""
+    device = next(tae.parameters()).device
+    latents = []
+    for start in range(0, video.shape[1], tile_frames):
+        frames = video[:, start : start + tile_frames].float().permute(1, 0, 2, 3)
+        up = F.interpolate(frames, size=size, mode="bilinear", align_corners=False).clamp_(-1, 1)
+        latents.append(tae.encode(up.permute(1, 0, 2, 3)[None].to(device), tile_frames=None))
+    return tae.normalize(torch.cat(latents, dim=2).float())
+
+
+def fix_colors(video: Tensor, reference: Tensor, sigma: float) -> Tensor:
+    """``video`` (3, T, H, W) with its Gaussian low-pass band (``sigma`` px) replaced by ``reference``'s.
+
+    Not in the paper (our addition, as SR pipelines built on latent diffusion do): a TAE decoding at a
+    size it was not trained at shifts flat colours (the world TAE, trained at 64 px, turns orange towards
+    yellow at 128 px); the upsampled input knows the colours, the model the detail."""
+
+    def low(x: Tensor) -> Tensor:
+        return gaussian_blur(x.float().permute(1, 0, 2, 3), sigma).permute(1, 0, 2, 3)
+
+    return video.float() - low(video) + low(reference)
+
+
+def _check_color_fix(sigma: float) -> float:
+    if isinstance(sigma, bool) or not isinstance(sigma, int | float) or not 0 <= sigma <= 64:
+        raise MovieGenError(f"color_fix must be a blur sigma in [0, 64] px (0 = off), got {sigma!r}")
+    return float(sigma)
 
 
 class UpsamplerPipeline:
@@ -61,6 +102,7 @@ class UpsamplerPipeline:
         window: int = PAPER_WINDOW,
         overlap: int = PAPER_OVERLAP,
         guidance_scale: float = 1.0,
+        color_fix: float = 0.0,
     ):
         c = transformer.config
         latent = tae.config.latent_channels
@@ -79,6 +121,7 @@ class UpsamplerPipeline:
         self._check_window(window, overlap)
         self.scale, self.num_steps, self.window, self.overlap = scale, num_steps, window, overlap
         self.guidance_scale = check_guidance_scale(guidance_scale)
+        self.color_fix = _check_color_fix(color_fix)
         for module in (text, transformer, tae):
             module.eval()
 
@@ -111,7 +154,8 @@ class UpsamplerPipeline:
     def save_pretrained(self, path: str | Path, dtype: torch.dtype | None = None) -> Path:
         with atomic_dir(path) as tmp:
             extra = {"scale": self.scale, "num_steps": self.num_steps, "window": self.window,
-                     "overlap": self.overlap, "guidance_scale": self.guidance_scale}  # fmt: skip
+                     "overlap": self.overlap, "guidance_scale": self.guidance_scale,
+                     "color_fix": self.color_fix}  # fmt: skip
             write_components(tmp, self, extra, dtype)
         return Path(path)
 
@@ -129,7 +173,7 @@ class UpsamplerPipeline:
             raise MovieGenError(f"{path} holds {what}, not a spatial upsampler ({cls.__name__})")
         verify_weights(path, index)
         parts = {name: component.from_pretrained(path / name) for name, component in COMPONENTS.items()}
-        keys = ("scale", "num_steps", "window", "overlap", "guidance_scale")
+        keys = ("scale", "num_steps", "window", "overlap", "guidance_scale", "color_fix")
         try:
             return cls(**parts, **{k: index[k] for k in keys if k in index})
         except MovieGenError as e:
@@ -165,11 +209,8 @@ class UpsamplerPipeline:
         return out_h, out_w
 
     def condition(self, video: Tensor, size: tuple[int, int]) -> Tensor:
-        """The conditioning latent (1, C, t, h, w): the video bilinearly upsampled to ``size``, encoded."""
-        frames = video.float().permute(1, 0, 2, 3)
-        up = F.interpolate(frames, size=size, mode="bilinear", align_corners=False).clamp(-1, 1)
-        latent = self.tae.encode(up.permute(1, 0, 2, 3)[None].to(self.device))
-        return self.tae.normalize(latent.float())
+        """The conditioning latent of ``video`` at ``size`` (:func:`conditioning_latent`)."""
+        return conditioning_latent(self.tae, video, size)
 
     @torch.inference_mode()
     def __call__(
@@ -181,6 +222,7 @@ class UpsamplerPipeline:
         window: int | None = None,
         overlap: int | None = None,
         guidance_scale: float | None = None,
+        color_fix: float | None = None,
         callback: Callable[[int, int], None] | None = None,
     ) -> Tensor:
         """Upsample ``video`` (3, T, h, w) in [-1, 1]; returns (3, T, scale·h, scale·w) in [-1, 1].
@@ -197,6 +239,7 @@ class UpsamplerPipeline:
         window = self.window if window is None else window
         overlap = self.overlap if overlap is None else overlap
         guidance = self.guidance_scale if guidance_scale is None else check_guidance_scale(guidance_scale)
+        sigma = self.color_fix if color_fix is None else _check_color_fix(color_fix)
         self._check_window(window, overlap)
         times = flow.linear(steps)
         device = self.device
@@ -209,8 +252,18 @@ class UpsamplerPipeline:
             mask = mask.to(device) & bool(prompt.strip())
             x1 = flow.sample(self.transformer, noise, tokens, mask, times, guidance, callback=callback,
                              cond=cond, window=window, overlap=overlap)  # fmt: skip
-            frames = self.tae.decode(self.tae.denormalize(x1.float()), num_frames=video.shape[1])
-        frames = frames[0].float()
-        if not bool(torch.isfinite(frames).all()):
-            raise MovieGenError("the upsampled video came out non-finite (NaN/inf); nothing was written")
-        return frames.clamp(-1, 1).cpu()
+            out = torch.empty(3, video.shape[1], *size)
+            pos = 0
+            for chunk in self.tae.decode_chunks(self.tae.denormalize(x1.float()), num_frames=video.shape[1]):
+                chunk = chunk[0].float().cpu()
+                if not bool(torch.isfinite(chunk).all()):
+                    raise MovieGenError(
+                        "the upsampled video came out non-finite (NaN/inf); nothing was written"
+                    )
+                if sigma > 0:
+                    reference = video[:, pos : pos + chunk.shape[1]].float().permute(1, 0, 2, 3)
+                    reference = F.interpolate(reference, size=size, mode="bilinear", align_corners=False)
+                    chunk = fix_colors(chunk, reference.permute(1, 0, 2, 3), sigma)
+                out[:, pos : pos + chunk.shape[1]] = chunk.clamp_(-1, 1)
+                pos += chunk.shape[1]
+        return out

@@ -27,7 +27,8 @@ def test_quick_upsampler_recipe_end_to_end(tmp_path, capsys):
     base = MovieGenPipeline.from_pretrained(DEFAULT_MODEL)
     assert pipe.transformer.config.in_channels == 2 * base.transformer.config.in_channels
     assert pipe.transformer.config.max_height_patches == 2 * base.transformer.config.max_height_patches
-    assert (pipe.window, pipe.overlap, pipe.num_steps) == (2, 1, 2)
+    assert (pipe.window, pipe.overlap, pipe.num_steps, pipe.color_fix) == (2, 1, 2, 1.0)
+    assert next(pipe.transformer.parameters()).dtype == torch.float32  # fp16 on disk, fp32 loaded
     clip = World(WorldConfig(size=64), seed=0).clip("test", 0).video
     write_video(tmp_path / "low.mp4", clip, fps=16)
     code, _, err = run_cli(capsys, "upsample", tmp_path / "low.mp4", "--out", tmp_path / "high.mp4",

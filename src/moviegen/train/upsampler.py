@@ -8,7 +8,9 @@
 2. **training** through the one Trainer (:mod:`moviegen.train.loop`), ``init_from`` the base text-to-video
    pipeline with ``in_channels`` doubled (zero-initialised: training starts exactly at the base model) and
    the spatial positional tables grown ``scale``×;
-3. an :class:`~moviegen.upsampler.UpsamplerPipeline` folder at ``OUT/pipeline``.
+3. an :class:`~moviegen.upsampler.UpsamplerPipeline` folder at ``OUT/pipeline`` (fp16 weights, the shipped
+   form), with the colour fix on (σ = 1 px: the world TAE shifts flat colours at 128 px, a size it was
+   not trained at; σ chosen on the cascade's content check, see ``docs/upsampler.md``).
 
 Text: every pair carries the null text (our choice: the paper keeps text conditioning but the video already
 says what is in it, and the upsampler's default prompt is the null text), so classifier-free guidance is
@@ -26,7 +28,6 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from moviegen.config import Config, require
 from moviegen.data.cache import CacheItem, write_cache
@@ -37,7 +38,7 @@ from moviegen.models.text import TextConditioner
 from moviegen.models.transformer import MovieGenTransformer
 from moviegen.pipeline import DEFAULT_MODEL, MovieGenPipeline
 from moviegen.train.loop import TrainConfig, train
-from moviegen.upsampler import UpsamplerPipeline, default_window
+from moviegen.upsampler import UpsamplerPipeline, conditioning_latent, default_window
 
 Progress = Callable[[str, int, int, dict], None]
 
@@ -49,14 +50,15 @@ class UpsamplerRecipe(Config):
     size: int = 128
     scale: int = 2
     frames: int = 16
-    num_clips: int = 1200
-    val_clips: int = 32
-    steps: int = 4000
+    num_clips: int = 600  # 0.7 s per pair at 128 px on 2 cores: 7 min
+    val_clips: int = 24
+    steps: int = 3000  # 0.3 s per step: 15 min
     batch_size: int = 16
     lr: float = 3e-4
     warmup_steps: int = 100
     val_every: int = 250
     num_steps: int = 20  # the pipeline's default Euler steps (the paper's)
+    color_fix: float = 1.0  # the pipeline's default colour fix (see moviegen.upsampler.fix_colors)
     seed: int = 0
 
     PRESETS: ClassVar[dict] = {
@@ -73,6 +75,7 @@ class UpsamplerRecipe(Config):
         require(self.scale >= 1 and self.size % (16 * self.scale) == 0, name,
                 "size must be a multiple of 16 × scale")  # fmt: skip
         require(self.lr > 0, name, "lr must be > 0")
+        require(0 <= self.color_fix <= 64, name, "color_fix must be a blur sigma in [0, 64] px")
 
 
 @torch.inference_mode()
@@ -90,10 +93,9 @@ def make_pairs(
         clip = world.clip(split, i)
         rng = np.random.default_rng([recipe.seed, World.SPLITS.index(split), i, 7])
         low = degrade(clip.video, rng, config, tae=tae)
-        up = F.interpolate(low.permute(1, 0, 2, 3), size=(recipe.size, recipe.size), mode="bilinear",
-                           align_corners=False).permute(1, 0, 2, 3)  # fmt: skip
-        both = tae.normalize(tae.encode(torch.stack([clip.video, up.clamp(-1, 1)])).float())
-        items.append(CacheItem(both[0], null, clip.caption, "video", i, {"cond": both[1]}))
+        target = tae.normalize(tae.encode(clip.video[None]).float())[0]
+        cond = conditioning_latent(tae, low, (recipe.size, recipe.size))[0]
+        items.append(CacheItem(target, null, clip.caption, "video", i, {"cond": cond}))
         if progress:
             progress(f"pairs ({split})", i + 1, count, {})
     return items
@@ -147,8 +149,9 @@ def train_upsampler(
         TextConditioner.from_pretrained(export / "text"),
         MovieGenTransformer.from_pretrained(export / "transformer"),
         pipe.tae, scale=recipe.scale, num_steps=recipe.num_steps, window=window, overlap=overlap,
+        color_fix=recipe.color_fix,
     )  # fmt: skip
-    upsampler.save_pretrained(out / "pipeline")
+    upsampler.save_pretrained(out / "pipeline", dtype=torch.float16)  # as shipped (fp16, 8.2 MB)
     timings["total_s"] = time.perf_counter() - start
     record = {"recipe": recipe.to_dict(), "base": str(base_dir), "timings": timings, "history": history}
     write_atomic(out / "training_log.json", json.dumps(record))
