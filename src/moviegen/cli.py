@@ -642,42 +642,95 @@ def generate(
     if upsampler is not None and not upsample:
         raise MovieGenError("--upsampler is only used with --upsample")
     check_output_file(out, "output video")
+    as_png = out.suffix.lower() == ".png"
+    if as_png and frames != 1:
+        raise MovieGenError(f"a PNG holds one frame: use --frames 1, or an .mp4 path for {frames} frames")
     pipe = load_pipeline(model, device)
-    pipe.check_request(prompt, frames, height, width, fps, steps, schedule, guidance, seed, camera)
     up = load_upsampler(upsampler, device) if upsample else None
-    if up is not None:
-        up.output_size(height, width)  # size errors before any work
     if rewriter != "template" or rewriter_url or rewriter_model or rewriter_path:
         from moviegen.rewrite import rewriter_from_options
 
         options = (rewriter, rewriter_url, rewriter_model, rewriter_path, pipe.style, str(pipe.device))
         pipe.rewriter = rewriter_from_options(*options)
         rewrite = True if rewrite is None else rewrite
-    prepared = pipe.prepare_prompt(prompt, fps, camera, rewrite)
+    request = (frames, height, width, fps, steps, schedule, guidance, seed, camera)
+    _generate_to_file(pipe, prompt, out, request, rewrite, up, as_png)
+
+
+def _generate_to_file(pipe, prompt: str, out: Path, request: tuple, rewrite, up, as_png: bool) -> None:
+    """Check the request, sample (then upsample), write an MP4 — or a PNG when ``as_png`` (one frame):
+    the one path behind ``moviegen generate`` and ``moviegen image``."""
+    frames, height, width, fps, steps, schedule, guidance, seed, camera = request
+    pipe.check_request(prompt, *request)
+    if up is not None:
+        up.output_size(height, width)  # size errors before any work
+    prepared = pipe.prepare_prompt(prompt, fps, camera, rewrite, frames)
     if prepared.rewritten:
         console.print(f"[cyan]rewritten prompt:[/] {prepared.encoded}", highlight=False, soft_wrap=True)
     for note in prepared.notes:
         console.print(f"[yellow]warning:[/] {note}", highlight=False, soft_wrap=True)
     with progress() as bar:
         task = bar.add_task("sampling", total=steps, status="")
-        video = pipe(
-            prepared,
-            num_frames=frames,
-            height=height,
-            width=width,
-            num_steps=steps,
-            schedule=schedule,
-            guidance_scale=guidance,
-            seed=seed,
-            callback=lambda i, n: bar.update(task, completed=i + 1),
-        )
+        video = pipe(prepared, num_frames=frames, height=height, width=width, num_steps=steps,
+                     schedule=schedule, guidance_scale=guidance, seed=seed,
+                     callback=lambda i, n: bar.update(task, completed=i + 1))  # fmt: skip
         if up is not None:
             task = bar.add_task("upsampling", total=up.num_steps, status="")
             video = up(video, seed=seed, callback=lambda i, n: bar.update(task, completed=i + 1))
+    if as_png:
+        from moviegen.video import write_image
+
+        write_image(out, video)
+        typer.echo(f"wrote {out} ({video.shape[2]}x{video.shape[3]} image)")
+        return
     pipe.export_mp4(video, out, fps=prepared.fps)  # checks that the file holds every frame
     typer.echo(
         f"wrote {out} ({video.shape[1]} frames, {video.shape[2]}x{video.shape[3]}, {prepared.fps} fps)"
     )
+
+
+@app.command()
+def image(
+    prompt: Annotated[str, typer.Argument(help="Text prompt.")],
+    out: Annotated[Path, typer.Option("--out", help="Output PNG path.")],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Pipeline folder, or 'tiny-random' (default: the shipped image model, else the world model)."
+        ),
+    ] = None,  # fmt: skip
+    size: Annotated[
+        int | None, typer.Option(help="Side in pixels, a multiple of 16 (default: the model's largest).")
+    ] = None,
+    steps: Annotated[int, typer.Option(help="Euler steps.")] = 50,
+    schedule: Annotated[str, typer.Option(help="linear-quadratic | linear")] = "linear-quadratic",
+    guidance: Annotated[
+        float | None, typer.Option(help="Guidance scale (default: the model's own, else 7.5).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    rewrite: Annotated[
+        bool | None,
+        typer.Option("--rewrite/--no-rewrite", help="Rewrite the prompt into the model's caption style."),
+    ] = None,
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
+) -> None:
+    """Generate an image (a one-frame video: no FPS prefix) and write it as a PNG."""
+    from moviegen.files import check_output_file
+    from moviegen.pipeline import DEFAULT_IMAGE_MODEL, GenerationRequest
+
+    GenerationRequest(prompt, 1, size or 16, size or 16, None, steps, schedule, guidance, seed).validate()
+    if out.suffix.lower() != ".png":
+        raise MovieGenError(f"moviegen image writes a PNG: give an .png path, not {out.name!r}")
+    check_output_file(out, "output image")
+    if model is None and (DEFAULT_IMAGE_MODEL / "model_index.json").is_file():
+        model = str(DEFAULT_IMAGE_MODEL)
+    pipe = load_pipeline(model, device)
+    if size is None:
+        c = pipe.transformer.config
+        size = min(c.max_height_patches * c.patch_size[1], c.max_width_patches * c.patch_size[2])
+        size *= pipe.tae.compression
+    _generate_to_file(pipe, prompt, out, (1, size, size, None, steps, schedule, guidance, seed, None),
+                      rewrite, None, as_png=True)  # fmt: skip
 
 
 @app.command()

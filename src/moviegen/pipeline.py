@@ -47,7 +47,7 @@ from moviegen.files import read_json, write_atomic
 from moviegen.models.tae import TAE, TAEConfig
 from moviegen.models.text import (
     TextConditioner,
-    compose_prompt,
+    compose_clip_prompt,
     default_text_conditioner,
     merge_prompt_controls,
     parse_prompt_prefix,
@@ -61,6 +61,7 @@ from moviegen.video import MAX_FPS, write_video
 
 INDEX_NAME = "model_index.json"
 DEFAULT_MODEL = Path(__file__).parent / "weights" / "world"  # shipped by the world recipe
+DEFAULT_IMAGE_MODEL = Path(__file__).parent / "weights" / "image"  # the image recipe's (issue 16)
 COMPONENTS = {"text": TextConditioner, "transformer": MovieGenTransformer, "tae": TAE}
 SCHEDULES = ("linear-quadratic", "linear")
 SPATIAL_MULTIPLE = 16  # TAE 8× times the 2×2 patch
@@ -144,10 +145,11 @@ class PreparedPrompt:
     dropped: tuple[str, ...] = ()  # words the model's captions have no words for
     in_style: bool | None = None  # does the model know what is asked (None: no caption style)
     notes: list[str] = field(default_factory=list)
+    num_frames: int | None = None  # 1: an image (no FPS prefix or camera label); None: a video
 
     @property
     def encoded(self) -> str:
-        return compose_prompt(self.text, fps=self.fps, camera_motion=self.camera_motion)
+        return compose_clip_prompt(self.text, self.num_frames or 0, self.fps, self.camera_motion)
 
 
 def file_sha256(path: Path) -> str:
@@ -329,7 +331,7 @@ class MovieGenPipeline:
         if prepared is None:
             args = (num_frames, height, width, fps, num_steps, schedule, guidance_scale, seed, camera_motion)
             self.check_request(prompt, *args)
-            prepared = self.prepare_prompt(prompt, fps, camera_motion, rewrite)
+            prepared = self.prepare_prompt(prompt, fps, camera_motion, rewrite, num_frames)
         guidance_scale = self.guidance_scale if guidance_scale is None else guidance_scale
         shape = self.latent_shape(num_frames, height, width)
         times = schedule_times(schedule, num_steps)
@@ -375,10 +377,12 @@ class MovieGenPipeline:
         fps: int | None = None,
         camera_motion: str | None = None,
         rewrite: bool | None = None,
+        num_frames: int | None = None,
     ) -> PreparedPrompt:
         """The prompt the text encoders will see (paper §3.1.4, §3.6).
 
-        Prefixes are merged with ``fps`` / ``camera_motion`` (:func:`merge_prompt_controls`). With
+        Prefixes are merged with ``fps`` / ``camera_motion`` (:func:`merge_prompt_controls`); for one frame
+        (an image) neither is encoded (:func:`compose_clip_prompt`, as the caches write images). With
         ``rewrite`` (default: on when the model has a caption style) the description is rewritten by
         :attr:`rewriter` into the model's caption style; an explicit camera motion wins over one the
         rewriter read from the words.
@@ -401,14 +405,16 @@ class MovieGenPipeline:
                          "(use --model DIR for a model trained on other data)")  # fmt: skip
         elif dropped:
             notes.append(f"this model's captions have no words for: {', '.join(dropped)}")
-        encoded = compose_prompt(new_text, fps=fps, camera_motion=new_camera)
+        if num_frames == 1 and new_camera is not None:
+            notes.append(f"an image has no camera motion: 'Camera: {new_camera}.' is not encoded")
+        encoded = compose_clip_prompt(new_text, num_frames or 0, fps, new_camera)
         for name, count, limit in self.text.overlong(encoded):
             notes.append(
                 f"the prompt is {count} tokens long for the {name} text encoder, which reads only the "
                 f"first {limit}: the rest is cut"
             )
         return PreparedPrompt(new_text, fps, new_camera, prompt, (new_text, new_camera) != (text, camera),
-                              dropped, in_style, notes)  # fmt: skip
+                              dropped, in_style, notes, num_frames)  # fmt: skip
 
     def _check_fits(self, num_frames: int, shape: tuple[int, int, int, int]) -> None:
         cfg = self.transformer.config

@@ -2,12 +2,14 @@
 
 Reading turns every failure (missing, empty, corrupt, not a video) into one clear MovieGenError.
 Writing encodes H.264 (yuv420p) into a temporary file beside the target and renames it into place,
-so an interrupted or failed write never leaves a half-written file; a symlink's target is written and a
-device such as ``/dev/null`` is written in place, never replaced (:mod:`moviegen.files`).
+so an interrupted or failed write never leaves a half-written file (images: PNG, written the same way);
+a symlink's target is written and a device such as ``/dev/null`` is written in place, never replaced
+(:mod:`moviegen.files`).
 """
 
 from __future__ import annotations
 
+import io
 import os
 from fractions import Fraction
 from pathlib import Path
@@ -15,10 +17,11 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
 
 from moviegen.errors import MovieGenError
-from moviegen.files import check_output_file, publish, temporary_sibling
+from moviegen.files import check_output_file, publish, temporary_sibling, write_atomic
 
 MAX_FPS = 1000
 
@@ -131,6 +134,30 @@ def write_video(
     with VideoWriter(path, fps, crf, deterministic) as writer:
         writer.write(video)
     return Path(path)
+
+
+def write_image(path: str | Path, image: Tensor) -> Path:
+    """Write one frame — ``(3, H, W)`` or a one-frame video ``(3, 1, H, W)`` in [-1, 1] — as a PNG,
+    atomically."""
+    if image.dim() == 3:
+        image = image[:, None]
+    if image.dim() != 4 or image.shape[1] != 1:
+        raise MovieGenError(f"a PNG holds one frame; got frames of shape {tuple(image.shape)}")
+    buffer = io.BytesIO()
+    Image.fromarray(to_uint8(image)[0]).save(buffer, format="PNG")
+    return write_atomic(path, buffer.getvalue())
+
+
+def read_image(path: str | Path) -> Tensor:
+    """A PNG/JPEG file as a one-frame video ``(3, 1, H, W)`` in [-1, 1]."""
+    try:
+        with Image.open(path) as im:
+            array = np.asarray(im.convert("RGB"))
+    except FileNotFoundError:
+        raise MovieGenError(f"image not found: {path}") from None
+    except (OSError, ValueError) as e:
+        raise MovieGenError(f"cannot read image {path}: {e}") from None
+    return torch.from_numpy(array.copy()).permute(2, 0, 1)[:, None].float() / 127.5 - 1.0
 
 
 def _count_packets(path: str | Path) -> int:

@@ -446,3 +446,16 @@ def test_cli_errors_are_one_line(app, data, tae_folder, tmp_path, monkeypatch, a
     assert message in str(result.exception)
     assert "\n" not in str(result.exception)
     assert not (tmp_path / "out").exists()
+
+
+def test_images_are_cached_without_the_fps_prefix(tae, tmp_path):
+    """One rule for images (issue 16): a one-frame bucket's prompt has no FPS prefix or camera label."""
+    grid = BucketGrid(aspect_sizes=((32, 32),), durations=(1, 8))
+    root = tmp_path / "data"
+    write_video(root / "still.mp4", moving_clip(1, 32, 32))
+    (root / "still.json").write_text(json.dumps({"caption": "a red ball", "camera_motion": "pan left"}))
+    write_video(root / "clip.mp4", moving_clip(8, 32, 32))
+    (root / "clip.txt").write_text("a red ball rolls")
+    cache = LatentCache(build_cache(root, tae, StandInText(), tmp_path / "cache", grid))
+    prompts = {Path(m["source"]).name: m["prompt"] for m in cache.items}
+    assert prompts == {"still.mp4": "a red ball", "clip.mp4": "FPS-16. a red ball rolls"}

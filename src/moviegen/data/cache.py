@@ -21,7 +21,9 @@ shortest duration, bad sidecars/rows and captions that ``compose_prompt`` reject
 (posterior mean, 32-frame encoder tiles) and normalised by :meth:`TAE.normalize` with the TAE config's
 values, the scale the backbone trains on. The caption is composed with its frame rate
 (``compose_prompt(caption, fps=round(fps))``, the paper's FPS control; fps from the sidecar/row, else
-the file's) and each frozen encoder's raw token states are stored, trimmed to the mask length (masks are
+the file's) — except in a one-frame bucket: images carry no FPS prefix or camera label
+(:func:`~moviegen.models.text.compose_clip_prompt`, the rule the pipeline follows too) — and each
+frozen encoder's raw token states are stored, trimmed to the mask length (masks are
 stored too, so fully masked ByT5 rows of prompts without quoted text are kept as length 0).
 
 **Storage dtype** [choice]: float16 by default for latents and text states. Normalised latents have
@@ -76,7 +78,7 @@ from moviegen import __version__
 from moviegen.data.buckets import BucketGrid, fit_to_bucket
 from moviegen.devices import DEVICE_HELP, resolve_device
 from moviegen.errors import MovieGenError
-from moviegen.models.text import compose_prompt
+from moviegen.models.text import compose_clip_prompt
 from moviegen.pretrained import atomic_dir
 from moviegen.video import read_video
 
@@ -374,7 +376,7 @@ def build_cache(
                 continue
             fps = max(1, round(item.fps if item.fps is not None else file_fps))
             try:
-                prompt = compose_prompt(item.caption, fps=fps, camera_motion=item.camera_motion)
+                prompt = compose_clip_prompt(item.caption, bucket.frames, fps, item.camera_motion)
             except MovieGenError as e:
                 failures.append(_failure(item.path, "bad_caption", str(e)))
                 continue

@@ -578,6 +578,18 @@ def compose_prompt(prompt: str, fps: int | None = None, camera_motion: str | Non
     return "".join(parts) + prompt
 
 
+def compose_clip_prompt(
+    prompt: str, num_frames: int, fps: int | None = None, camera_motion: str | None = None
+) -> str:
+    """:func:`compose_prompt` for a clip of ``num_frames`` frames, with the one rule for images: a one-frame
+    clip carries neither the ``FPS-<n>.`` prefix nor a camera label [choice: the paper's FPS control is a
+    video's frame rate, and a still has no camera motion]. The caches and the pipeline both compose
+    through here, so training and inference agree."""
+    if num_frames == 1:
+        return compose_prompt(prompt)
+    return compose_prompt(prompt, fps=fps, camera_motion=camera_motion)
+
+
 def parse_prompt_prefix(text: str) -> tuple[int | None, str | None, str]:
     """Split a composed prompt into ``(fps, camera_motion, prompt)``; the inverse of compose_prompt."""
     if not isinstance(text, str):
