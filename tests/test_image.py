@@ -87,3 +87,19 @@ def test_image_benchmark_prompts_and_scoring():
     assert wrong["both"] == 0.0
     with pytest.raises(ValueError, match="one-frame"):
         score_images(lambda p, s: torch.zeros(3, 2, 32, 32), captions[:1], 1)
+
+
+def test_the_shipped_image_model_is_the_default(tmp_path, capsys):
+    from moviegen.eval.world import detect_object
+    from moviegen.train.image import HELD_OUT_PAIRS
+
+    assert ("red", "circle") in HELD_OUT_PAIRS  # a composition the image recipe never showed
+    code, out, err = run_cli(capsys, "image", "a red ball", "--out", tmp_path / "ball.png")
+    assert code == 0, err
+    image = read_image(tmp_path / "ball.png")
+    assert image.shape == (3, 1, 128, 128)
+    found = detect_object(image)
+    assert (found.color, found.shape) == ("red", "circle")
+    code, _, err = run_cli(capsys, "generate", "a red ball", "--out", tmp_path / "g.png", "--frames", "1")
+    assert code == 0, err
+    assert read_image(tmp_path / "g.png").shape == (3, 1, 64, 64)  # generate's default size

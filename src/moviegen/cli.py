@@ -280,6 +280,33 @@ def train_upsampler_command(
     typer.echo(f"wrote {out / 'pipeline'}")
 
 
+@train_app.command("image")
+def train_image_command(
+    out: Annotated[
+        Path, typer.Option("--out", help="Output folder (pipeline/, caches, run_*/, training_log.json).")
+    ],
+    quick: Annotated[bool, typer.Option("--quick", help="A seconds-long variant (CI).")] = False,
+    base: Annotated[
+        Path | None,
+        typer.Option(help="Text-to-video pipeline to start from (default: the shipped world model)."),
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="Override the fine-tuning steps.")] = None,
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
+) -> None:
+    """Post-train a text-to-video backbone into the image model on the built-in world (paper §9)."""
+    from moviegen.devices import resolve_device
+    from moviegen.files import check_output_dir
+    from moviegen.train.image import ImageRecipe, train_image
+
+    overrides = {"steps": steps} if steps is not None else {}
+    recipe = ImageRecipe.preset("quick" if quick else "default", **overrides)
+    check_output_dir(out)
+    dev = resolve_device(device)
+    with progress() as bar:
+        train_image(recipe, out, base=base, progress=stage_reporter(bar), device=dev.type)
+    typer.echo(f"wrote {out / 'pipeline'}")
+
+
 @eval_app.command("world")
 def eval_world_command(
     model: Annotated[str | None, typer.Option(help="Pipeline folder (default: the shipped model).")] = None,
@@ -497,6 +524,7 @@ def bench(
             settings=settings,
             row_errors=row_errors,
             progress=report,
+            image=frames == 1,
         )
     for r in summary.records:
         if r.status != "ok":
@@ -576,6 +604,14 @@ def load_pipeline(model: str | None, device: str = "auto"):
     return MovieGenPipeline.from_pretrained(model).to(dev)
 
 
+def default_image_model() -> str | None:
+    """The shipped image model's folder, if there is one (the default of ``moviegen image`` and of
+    ``moviegen generate --frames 1``); else None (the world model)."""
+    from moviegen.pipeline import DEFAULT_IMAGE_MODEL
+
+    return str(DEFAULT_IMAGE_MODEL) if (DEFAULT_IMAGE_MODEL / "model_index.json").is_file() else None
+
+
 def load_upsampler(path: Path | None, device: str = "auto"):
     """An UpsamplerPipeline from a folder (default: the shipped one) on ``device``."""
     from moviegen.devices import resolve_device
@@ -591,8 +627,14 @@ def load_upsampler(path: Path | None, device: str = "auto"):
 @app.command()
 def generate(
     prompt: Annotated[str, typer.Argument(help="Text prompt.")],
-    out: Annotated[Path, typer.Option("--out", help="Output MP4 path.")],
-    model: Annotated[str | None, typer.Option(help="Pipeline folder, or 'tiny-random'.")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Output MP4 path (a PNG with --frames 1).")],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Pipeline folder, or 'tiny-random' (default: the world model; the image model "
+            "for --frames 1)."
+        ),
+    ] = None,  # fmt: skip
     frames: Annotated[int, typer.Option(help="Number of frames.")] = 16,
     height: Annotated[int, typer.Option(help="Height in pixels (multiple of 16).")] = 64,
     width: Annotated[int, typer.Option(help="Width in pixels (multiple of 16).")] = 64,
@@ -645,7 +687,7 @@ def generate(
     as_png = out.suffix.lower() == ".png"
     if as_png and frames != 1:
         raise MovieGenError(f"a PNG holds one frame: use --frames 1, or an .mp4 path for {frames} frames")
-    pipe = load_pipeline(model, device)
+    pipe = load_pipeline(default_image_model() if model is None and frames == 1 else model, device)
     up = load_upsampler(upsampler, device) if upsample else None
     if rewriter != "template" or rewriter_url or rewriter_model or rewriter_path:
         from moviegen.rewrite import rewriter_from_options
@@ -716,15 +758,13 @@ def image(
 ) -> None:
     """Generate an image (a one-frame video: no FPS prefix) and write it as a PNG."""
     from moviegen.files import check_output_file
-    from moviegen.pipeline import DEFAULT_IMAGE_MODEL, GenerationRequest
+    from moviegen.pipeline import GenerationRequest
 
     GenerationRequest(prompt, 1, size or 16, size or 16, None, steps, schedule, guidance, seed).validate()
     if out.suffix.lower() != ".png":
         raise MovieGenError(f"moviegen image writes a PNG: give an .png path, not {out.name!r}")
     check_output_file(out, "output image")
-    if model is None and (DEFAULT_IMAGE_MODEL / "model_index.json").is_file():
-        model = str(DEFAULT_IMAGE_MODEL)
-    pipe = load_pipeline(model, device)
+    pipe = load_pipeline(model or default_image_model(), device)
     if size is None:
         c = pipe.transformer.config
         size = min(c.max_height_patches * c.patch_size[1], c.max_width_patches * c.patch_size[2])

@@ -278,3 +278,18 @@ def test_bench_and_metrics_on_the_shipped_model(tmp_path, capsys):
     assert overall["text_alignment"] >= 0.6, overall
     assert overall["frame_consistency"] > 0.8, overall
     assert 0 < report["validation_loss"] < 0.5
+
+
+def test_bench_and_metrics_accept_images(tmp_path, capsys):
+    out = tmp_path / "bench"
+    args = ["bench", "--prompts", EXAMPLE, "--model", "tiny-random", "--out", out, "--limit", "2", "--steps",
+            "2", "--frames", "1", "--height", "32", "--width", "32"]  # fmt: skip
+    code, stdout, err = run_cli(capsys, *args)
+    assert code == 0, err
+    assert sorted(p.name for p in out.glob("*.png")) == ["0001_s0.png", "0002_s0.png"]
+    assert not list(out.glob("*.mp4"))
+    code, stdout, err = run_cli(capsys, "metrics", out)
+    assert code == 0, err
+    rows = json.loads((out / "metrics" / "metrics.json").read_text())["per_video"]
+    assert len(rows) == 2 and all(r["frame_consistency"] is None and r["motion_score"] is None for r in rows)
+    assert all(isinstance(r["text_alignment"], float) for r in rows)  # per-image alignment

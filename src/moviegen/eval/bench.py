@@ -13,8 +13,9 @@ Prompt files, read by :func:`read_prompts`:
 A bad row (malformed CSV, unknown column, empty prompt, bad JSON) is reported with its line number and
 skipped; the run goes on and the exit status says that something failed.
 
-Output folder: ``{id}_s{seed}.mp4`` per (prompt, seed), ``index.json`` (one record per video: id, prompt,
-concepts, motion_level, seed, file, time_s, status, error), the same table as ``index.parquet``, and
+Output folder: ``{id}_s{seed}.mp4`` (images, ``--frames 1``: ``.png``) per (prompt, seed), ``index.json``
+(one record per video: id, prompt, concepts, motion_level, seed, file, time_s, status, error), the same
+table as ``index.parquet``, and
 ``run.json`` (generation settings and row errors). The index is rewritten atomically after every video, so
 an interrupted run resumes where it stopped; a rerun skips every video already written. Rerunning into a
 folder made with other generation settings is refused rather than mixing two runs.
@@ -252,13 +253,15 @@ def run_bench(
     settings: dict | None = None,
     row_errors: list[RowError] = (),
     progress: Callable[[int, int, str], None] | None = None,
+    image: bool = False,
 ) -> BenchSummary:
-    """Generate ``generate(prompt, seed)`` for every prompt and seed ``0..seeds-1`` into ``out``.
+    """Generate ``generate(prompt, seed)`` for every prompt and seed ``0..seeds-1`` into ``out``
+    (``image``: one-frame outputs written as ``{id}_s{seed}.png``).
 
     ``settings`` (model, sampler, size, ...) is stored in ``run.json``; a rerun with different settings
     into the same folder is refused, a rerun with the same ones skips every video already written.
     """
-    from moviegen.video import write_video
+    from moviegen.video import write_image, write_video
 
     if seeds < 1:
         raise MovieGenError(f"--seeds must be at least 1 (got {seeds})")
@@ -295,11 +298,12 @@ def run_bench(
         if key in done and done[key].prompt == p.prompt:
             skipped += 1
         else:
-            name = f"{p.id}_s{seed}.mp4"
+            name = f"{p.id}_s{seed}.png" if image else f"{p.id}_s{seed}.mp4"
             record = BenchRecord(p.id, p.prompt, seed, name, list(p.concepts), p.motion_level)
             start = time.perf_counter()
             try:
-                write_video(out / name, generate(p.prompt, seed), fps=fps)
+                frames = generate(p.prompt, seed)
+                write_image(out / name, frames) if image else write_video(out / name, frames, fps=fps)
                 generated += 1
             except MovieGenError as e:
                 record.status, record.error = "error", str(e)

@@ -314,7 +314,7 @@ def evaluate_folder(
 ) -> MetricsReport:
     """Metrics of every video of a bench folder; missing or unreadable videos are reported per row."""
     from moviegen.eval.bench import load_index
-    from moviegen.video import read_video
+    from moviegen.video import read_image, read_video
 
     folder = Path(folder)
     records = load_index(folder)
@@ -325,7 +325,8 @@ def evaluate_folder(
             errors.append(f"{label}: not generated: {r.error}")
         else:
             try:
-                video, _ = read_video(folder / r.file)
+                image = r.file.lower().endswith(".png")
+                video = read_image(folder / r.file) if image else read_video(folder / r.file)[0]
                 rows.append(
                     dict(
                         id=r.id,
@@ -335,8 +336,8 @@ def evaluate_folder(
                         concepts=list(r.concepts),
                         motion_level=r.motion_level,
                         text_alignment=text_alignment(encoder, r.prompt, video),
-                        frame_consistency=frame_consistency(encoder, video),
-                        motion_score=motion_score(video),
+                        frame_consistency=None if image else frame_consistency(encoder, video),
+                        motion_score=None if image else motion_score(video),
                     )
                 )
             except MovieGenError as e:
@@ -470,7 +471,7 @@ def write_report(report: MetricsReport, out: str | Path) -> list[Path]:
                 r["prompt"],
                 ",".join(r["concepts"]),
                 r["motion_level"] or "",
-                *(f"{r[m]:.6f}" for m in METRICS),
+                *("" if r[m] is None else f"{r[m]:.6f}" for m in METRICS),  # None: not defined for an image
             ]
         )
     write_atomic(written[1], sink.getvalue().encode())
