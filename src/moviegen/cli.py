@@ -267,17 +267,9 @@ def train_upsampler_command(
     device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
 ) -> None:
     """Train the 2x spatial upsampler on the built-in world from a text-to-video backbone (paper §5)."""
-    from moviegen.devices import resolve_device
-    from moviegen.files import check_output_dir
     from moviegen.train.upsampler import UpsamplerRecipe, train_upsampler
 
-    overrides = {"steps": steps} if steps is not None else {}
-    recipe = UpsamplerRecipe.preset("quick" if quick else "default", **overrides)
-    check_output_dir(out)
-    dev = resolve_device(device)
-    with progress() as bar:
-        train_upsampler(recipe, out, base=base, progress=stage_reporter(bar), device=dev.type)
-    typer.echo(f"wrote {out / 'pipeline'}")
+    run_member_recipe(UpsamplerRecipe, train_upsampler, out, quick, base, steps, device)
 
 
 @train_app.command("image")
@@ -294,16 +286,23 @@ def train_image_command(
     device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
 ) -> None:
     """Post-train a text-to-video backbone into the image model on the built-in world (paper §9)."""
-    from moviegen.devices import resolve_device
-    from moviegen.files import check_output_dir
     from moviegen.train.image import ImageRecipe, train_image
 
+    run_member_recipe(ImageRecipe, train_image, out, quick, base, steps, device)
+
+
+def run_member_recipe(recipe_class, train_fn, out: Path, quick: bool, base, steps, device: str) -> None:
+    """The shared body of the post-trained members' world recipes (``moviegen train upsampler|image``):
+    preset (``--quick``), ``--steps`` override, output checks before work, progress, ``OUT/pipeline``."""
+    from moviegen.devices import resolve_device
+    from moviegen.files import check_output_dir
+
     overrides = {"steps": steps} if steps is not None else {}
-    recipe = ImageRecipe.preset("quick" if quick else "default", **overrides)
+    recipe = recipe_class.preset("quick" if quick else "default", **overrides)
     check_output_dir(out)
     dev = resolve_device(device)
     with progress() as bar:
-        train_image(recipe, out, base=base, progress=stage_reporter(bar), device=dev.type)
+        train_fn(recipe, out, base=base, progress=stage_reporter(bar), device=dev.type)
     typer.echo(f"wrote {out / 'pipeline'}")
 
 
