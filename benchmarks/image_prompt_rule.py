@@ -27,8 +27,7 @@ def main() -> None:
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
     pipe = MovieGenPipeline.from_pretrained(args.model)
-    c = pipe.transformer.config
-    size = args.size or c.max_height_patches * c.patch_size[1] * pipe.tae.compression
+    size = args.size or min(pipe.max_size)
 
     def generate(rule: str):
         def run(prompt, seed):

@@ -253,16 +253,20 @@ def train_world_command(
     typer.echo(f"wrote {out / 'pipeline'}")
 
 
+QuickRecipe = Annotated[bool, typer.Option("--quick", help="A seconds-long variant (CI).")]
+BaseModel = Annotated[
+    Path | None, typer.Option(help="Text-to-video pipeline to start from (default: the shipped world model).")
+]
+"""Options of every post-trained member's world recipe (``moviegen train upsampler|image``)."""
+
+
 @train_app.command("upsampler")
 def train_upsampler_command(
     out: Annotated[
         Path, typer.Option("--out", help="Output folder (pipeline/, cache/, run/, training_log.json).")
     ],
-    quick: Annotated[bool, typer.Option("--quick", help="A seconds-long variant (CI).")] = False,
-    base: Annotated[
-        Path | None,
-        typer.Option(help="Text-to-video pipeline to start from (default: the shipped world model)."),
-    ] = None,
+    quick: QuickRecipe = False,
+    base: BaseModel = None,
     steps: Annotated[int | None, typer.Option(help="Override the training steps.")] = None,
     device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
 ) -> None:
@@ -277,11 +281,8 @@ def train_image_command(
     out: Annotated[
         Path, typer.Option("--out", help="Output folder (pipeline/, caches, run_*/, training_log.json).")
     ],
-    quick: Annotated[bool, typer.Option("--quick", help="A seconds-long variant (CI).")] = False,
-    base: Annotated[
-        Path | None,
-        typer.Option(help="Text-to-video pipeline to start from (default: the shipped world model)."),
-    ] = None,
+    quick: QuickRecipe = False,
+    base: BaseModel = None,
     steps: Annotated[int | None, typer.Option(help="Override the fine-tuning steps.")] = None,
     device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
 ) -> None:
@@ -764,10 +765,7 @@ def image(
         raise MovieGenError(f"moviegen image writes a PNG: give an .png path, not {out.name!r}")
     check_output_file(out, "output image")
     pipe = load_pipeline(model or default_image_model(), device)
-    if size is None:
-        c = pipe.transformer.config
-        size = min(c.max_height_patches * c.patch_size[1], c.max_width_patches * c.patch_size[2])
-        size *= pipe.tae.compression
+    size = min(pipe.max_size) if size is None else size
     _generate_to_file(pipe, prompt, out, (1, size, size, None, steps, schedule, guidance, seed, None),
                       rewrite, None, as_png=True)  # fmt: skip
 

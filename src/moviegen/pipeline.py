@@ -200,18 +200,65 @@ def set_guidance_scale(path: str | Path, scale: float) -> None:
     )
 
 
-def read_index(path: str | Path) -> dict:
-    """The ``model_index.json`` of a MovieGenPipeline folder, checked to be one."""
+PIPELINE_KINDS = {"MovieGenPipeline": "a text-to-video model", "UpsamplerPipeline": "a spatial upsampler"}
+"""What each pipeline class of the cast is, for the error that names a folder of the wrong kind."""
+
+
+def read_index(path: str | Path, kind: str = "MovieGenPipeline") -> dict:
+    """The ``model_index.json`` of a pipeline folder whose class is ``kind``, checked to be one."""
     path = Path(path)
-    index = read_json(path / INDEX_NAME, missing=f"{path} is not a MovieGenPipeline folder (no {INDEX_NAME})")
+    index = read_json(path / INDEX_NAME, missing=f"{path} is not a {kind} folder (no {INDEX_NAME})")
     if not isinstance(index, dict):
         raise MovieGenError(f"{path / INDEX_NAME} must hold a JSON object")
-    if index.get("_class_name") != MovieGenPipeline.__name__:
-        raise MovieGenError(f"{path} holds a {index.get('_class_name')!r}, not a {MovieGenPipeline.__name__}")
+    found = index.get("_class_name")
+    if found != kind:
+        what = PIPELINE_KINDS.get(found, f"a {found!r}")
+        hint = f"; load it with {found}.from_pretrained" if found in PIPELINE_KINDS else ""
+        raise MovieGenError(
+            f"{path} holds {what}, not {PIPELINE_KINDS.get(kind, 'a ' + kind)} ({kind}){hint}"
+        )
     return index
 
 
-class MovieGenPipeline:
+def read_components(path: Path, index: dict) -> dict:
+    """The ``text`` / ``transformer`` / ``tae`` components of a pipeline folder whose checked ``index``
+    names them (their weights verified against the index's checksums first)."""
+    verify_weights(path, index)
+    parts = {}
+    for name, component in COMPONENTS.items():
+        if index.get(name) != component.__name__:
+            raise MovieGenError(f"{path / INDEX_NAME}: component {name!r} must be a {component.__name__}")
+        parts[name] = component.from_pretrained(path / name)
+    return parts
+
+
+class Components:
+    """What every pipeline of the cast shares: its ``text``, ``transformer`` and ``tae`` move together, and
+    the backbone's positional tables bound the frame size it can make."""
+
+    text: TextConditioner
+    transformer: MovieGenTransformer
+    tae: TAE
+
+    def to(self, device: str | torch.device):
+        """Move every component to ``device`` (``resolve_device`` names one; bf16 autocast on CUDA)."""
+        for module in (self.text, self.transformer, self.tae):
+            module.to(device)
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.transformer.parameters()).device
+
+    @property
+    def max_size(self) -> tuple[int, int]:
+        """The largest (height, width) in pixels the backbone's spatial tables cover."""
+        cfg, c = self.transformer.config, self.tae.compression
+        _, ph, pw = cfg.patch_size
+        return cfg.max_height_patches * ph * c, cfg.max_width_patches * pw * c
+
+
+class MovieGenPipeline(Components):
     """Text encoders + projector, backbone and TAE, with diffusers-style saving and loading."""
 
     def __init__(
@@ -281,23 +328,7 @@ class MovieGenPipeline:
             find_caption_style(style)
         except MovieGenError as e:
             raise MovieGenError(f"{path / INDEX_NAME}: {e}") from None
-        verify_weights(path, index)
-        parts = {}
-        for name, component in COMPONENTS.items():
-            if index.get(name) != component.__name__:
-                raise MovieGenError(f"{path / INDEX_NAME}: component {name!r} must be a {component.__name__}")
-            parts[name] = component.from_pretrained(path / name)
-        return cls(**parts, guidance_scale=guidance, caption_style=style)
-
-    def to(self, device: str | torch.device) -> MovieGenPipeline:
-        """Move every component to ``device`` (``resolve_device`` names one; bf16 autocast on CUDA)."""
-        for module in (self.text, self.transformer, self.tae):
-            module.to(device)
-        return self
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.transformer.parameters()).device
+        return cls(**read_components(path, index), guidance_scale=guidance, caption_style=style)
 
     # -- sampling
 
@@ -424,10 +455,10 @@ class MovieGenPipeline:
         limits = (cfg.max_latent_frames, cfg.max_height_patches, cfg.max_width_patches)
         if any(g > m for g, m in zip(grid, limits, strict=True)):
             c = self.tae.compression
+            max_h, max_w = self.max_size
             raise MovieGenError(
                 f"this model generates at most {cfg.max_latent_frames * pt * c} frames of "
-                f"{cfg.max_height_patches * ph * c}x{cfg.max_width_patches * pw * c} px "
-                f"(asked for {num_frames} frames at {h * c}x{w * c})"
+                f"{max_h}x{max_w} px (asked for {num_frames} frames at {h * c}x{w * c})"
             )
 
     @staticmethod

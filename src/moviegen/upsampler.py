@@ -30,20 +30,20 @@ from moviegen import flow
 from moviegen.data.degrade import gaussian_blur
 from moviegen.devices import autocast
 from moviegen.errors import MovieGenError
-from moviegen.files import read_json
 from moviegen.models.tae import TAE
 from moviegen.models.text import TextConditioner
 from moviegen.models.transformer import MovieGenTransformer
 from moviegen.pipeline import (
     INDEX_NAME,
+    Components,
     MovieGenPipeline,
     check_guidance_scale,
-    verify_weights,
+    read_components,
+    read_index,
     write_components,
 )
 from moviegen.pretrained import atomic_dir
 
-COMPONENTS = {"text": TextConditioner, "transformer": MovieGenTransformer, "tae": TAE}
 DEFAULT_UPSAMPLER = Path(__file__).parent / "weights" / "upsampler"  # shipped by ``moviegen train upsampler``
 PAPER_STEPS, PAPER_WINDOW, PAPER_OVERLAP = 20, 14, 4
 
@@ -89,7 +89,7 @@ def _check_color_fix(sigma: float) -> float:
     return float(sigma)
 
 
-class UpsamplerPipeline:
+class UpsamplerPipeline(Components):
     """Text encoders + projector, the conditioned backbone and the TAE; ``__call__`` upsamples one video."""
 
     def __init__(
@@ -164,29 +164,13 @@ class UpsamplerPipeline:
         path = Path(path)
         if not path.is_dir():
             raise MovieGenError(f"upsampler folder not found: {path}")
-        index = read_json(path / INDEX_NAME, missing=f"{path} is not an upsampler folder (no {INDEX_NAME})")
-        if not isinstance(index, dict):
-            raise MovieGenError(f"{path / INDEX_NAME} must hold a JSON object")
-        kind = index.get("_class_name")
-        if kind != cls.__name__:
-            what = "a text-to-video model" if kind == MovieGenPipeline.__name__ else f"a {kind!r}"
-            raise MovieGenError(f"{path} holds {what}, not a spatial upsampler ({cls.__name__})")
-        verify_weights(path, index)
-        parts = {name: component.from_pretrained(path / name) for name, component in COMPONENTS.items()}
+        index = read_index(path, cls.__name__)
+        parts = read_components(path, index)
         keys = ("scale", "num_steps", "window", "overlap", "guidance_scale", "color_fix")
         try:
             return cls(**parts, **{k: index[k] for k in keys if k in index})
         except MovieGenError as e:
             raise MovieGenError(f"{path / INDEX_NAME}: {e}") from None
-
-    def to(self, device: str | torch.device) -> UpsamplerPipeline:
-        for module in (self.text, self.transformer, self.tae):
-            module.to(device)
-        return self
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.transformer.parameters()).device
 
     # -- upsampling
 
@@ -199,8 +183,7 @@ class UpsamplerPipeline:
                 f"input {height}x{width}: upsampled {self.scale}x it must have sides that are multiples of "
                 f"{multiple} (inputs whose sides are multiples of {multiple // self.scale} work)"
             )
-        c, down = self.transformer.config, self.tae.compression
-        limit = (c.max_height_patches * 2 * down, c.max_width_patches * 2 * down)
+        limit = self.max_size
         if out_h > limit[0] or out_w > limit[1]:
             raise MovieGenError(
                 f"this upsampler writes at most {limit[0]}x{limit[1]} px "

@@ -183,12 +183,13 @@ def train_image(
     train_images = world_images(recipe, "train", recipe.num_images)
     val_images = world_images(recipe, "val", recipe.val_images)
     configs = dict(text_config=pipe.text.config.to_dict(), tae_config=pipe.tae.config.to_dict())
-    write_cache(encode_images(pipe, train_images), out / "cache", **configs)
+    items = encode_images(pipe, train_images)
+    write_cache(items, out / "cache", **configs)
     write_cache(encode_images(pipe, val_images), out / "val_cache", **configs)
     scores = quality_scores(train_images)
     keep = max(recipe.batch_size, round(recipe.quality_fraction * len(train_images)))
     best = sorted(range(len(train_images)), key=lambda i: -scores[i])[:keep]
-    write_cache([encode_images(pipe, [train_images[i]])[0] for i in best], out / "quality_cache", **configs)
+    write_cache([items[i] for i in best], out / "quality_cache", **configs)
     timings["data_s"] = time.perf_counter() - start
 
     c = pipe.transformer.config
@@ -223,8 +224,7 @@ def train_image(
     timings["quality_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    tae = TAE.from_pretrained(base_dir / "tae") if (base_dir / "tae").is_dir() else pipe.tae
-    tae = finetune_image_decoder(tae, train_images, recipe, progress)
+    tae = finetune_image_decoder(pipe.tae, train_images, recipe, progress)  # pipe encodes nothing more
     timings["decoder_s"] = time.perf_counter() - t0
     text = TextConditioner.from_pretrained(export / "text")
     transformer = MovieGenTransformer.from_pretrained(export / "transformer")
