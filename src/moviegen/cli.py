@@ -292,8 +292,33 @@ def train_image_command(
     run_member_recipe(ImageRecipe, train_image, out, quick, base, steps, device)
 
 
-def run_member_recipe(recipe_class, train_fn, out: Path, quick: bool, base, steps, device: str) -> None:
-    """The shared body of the post-trained members' world recipes (``moviegen train upsampler|image``):
+@train_app.command("edit")
+def train_edit_command(
+    out: Annotated[
+        Path, typer.Option("--out", help="Output folder (stage1-3/, pipeline/, run_stage*/, training_log.json).")
+    ],
+    quick: QuickRecipe = False,
+    base: Annotated[
+        Path | None,
+        typer.Option(help="Text-to-video pipeline to start stage 1 from (default: the shipped world model); "
+                     "an Edit model folder when --stages starts at 2 or 3."),
+    ] = None,
+    stages: Annotated[str, typer.Option(help="Stages to run, consecutive: 1,2,3 | 1,2 | 1 | 2,3 | 3.")] = "1,2,3",
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
+) -> None:
+    """Train Movie Gen Edit on the built-in world without video-edit pairs (paper §6, three stages)."""
+    from moviegen.train.edit import EditRecipe, parse_stages, train_edit
+
+    chosen = parse_stages(stages)
+    if chosen[0] > 1 and base is None:
+        raise MovieGenError("--stages starting at 2 or 3 needs --base: the Edit model of the stage before")
+    run_member_recipe(EditRecipe, train_edit, out, quick, base, None, device, stages=chosen)
+
+
+def run_member_recipe(
+    recipe_class, train_fn, out: Path, quick: bool, base, steps, device: str, **options
+) -> None:
+    """The shared body of the post-trained members' world recipes (``moviegen train upsampler|image|edit``):
     preset (``--quick``), ``--steps`` override, output checks before work, progress, ``OUT/pipeline``."""
     from moviegen.devices import resolve_device
     from moviegen.files import check_output_dir
@@ -303,8 +328,60 @@ def run_member_recipe(recipe_class, train_fn, out: Path, quick: bool, base, step
     check_output_dir(out)
     dev = resolve_device(device)
     with progress() as bar:
-        train_fn(recipe, out, base=base, progress=stage_reporter(bar), device=dev.type)
+        train_fn(recipe, out, base=base, progress=stage_reporter(bar), device=dev.type, **options)
     typer.echo(f"wrote {out / 'pipeline'}")
+
+
+@eval_app.command("edit")
+def eval_edit_command(
+    model: Annotated[
+        list[Path] | None, typer.Option(help="EditPipeline folder(s) to compare (default: the shipped one).")
+    ] = None,
+    per_task: Annotated[int, typer.Option(help="Held-out edits per task.")] = 24,
+    phrasing: Annotated[str, typer.Option(help="train | paraphrase (evaluation-only phrasings)")] = "train",
+    steps: Annotated[int | None, typer.Option(help="Euler steps (default: each model's own).")] = None,
+    baselines: Annotated[bool, typer.Option("--baselines", help="Also the copy-input and TAE-ceiling rows.")] = False,
+    export: Annotated[
+        Path | None, typer.Option(help="Write the benchmark as an Edit Bench folder (JSONL + MP4s) instead.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
+) -> None:
+    """The world's Edit Bench: held-out edit compositions, detector-read edit accuracy, preservation, PSNR."""
+    import json
+
+    from moviegen.eval.edit import bench_cases, copy_baseline, evaluate_edits, tae_ceiling
+
+    if not 1 <= per_task <= 10_000:
+        raise MovieGenError(f"--per-task must be in [1, 10000], got {per_task}")
+    if phrasing not in ("train", "paraphrase"):
+        raise MovieGenError(f"--phrasing must be train or paraphrase, got {phrasing!r}")
+    if export is not None:
+        from moviegen.eval.edit_bench import export_world_bench
+        from moviegen.files import check_output_dir
+
+        check_output_dir(export)
+        typer.echo(f"wrote {export_world_bench(export, per_task, phrasing)}")
+        return
+    pipes = [(str(p), load_edit_model(p, device)) for p in (model or [None])]
+    cases = bench_cases(per_task=per_task, phrasing=phrasing)
+    rows = {}
+    with progress() as bar:
+        for name, pipe in pipes:
+            task = bar.add_task(f"editing ({Path(name).name})", total=len(cases), status="")
+            rows[name] = evaluate_edits(lambda c, pipe=pipe: pipe(c.video, c.instruction, num_steps=steps),
+                                        cases, lambda i, n, task=task: bar.update(task, completed=i))[0]  # fmt: skip
+        if baselines:
+            rows["copy input"] = evaluate_edits(copy_baseline, cases)[0]
+            rows["TAE round trip of the truth"] = evaluate_edits(tae_ceiling(pipes[0][1].tae), cases)[0]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=1))
+        return
+    for name, table in rows.items():
+        typer.echo(f"{name}  ({phrasing} phrasing, {per_task} held-out edits per task)")
+        typer.echo(f"  {'task':<12}{'edit %':>9}{'keep %':>9}{'both %':>9}{'PSNR':>8}")
+        for task, r in table.items():
+            typer.echo(f"  {task:<12}{r['edit']:>9.1f}{r['preserve']:>9.1f}{r['both']:>9.1f}{r['psnr']:>8.2f}")
 
 
 @eval_app.command("world")
@@ -458,10 +535,15 @@ def eval_guidance_command(
 
 @app.command()
 def bench(
-    prompts: Annotated[
-        Path, typer.Option("--prompts", help="Prompt file: .txt, Movie Gen Bench .csv, or .jsonl.")
-    ],
     out: Annotated[Path, typer.Option("--out", help="Output folder (MP4s, index.json, index.parquet).")],
+    prompts: Annotated[
+        Path | None, typer.Option("--prompts", help="Prompt file: .txt, Movie Gen Bench .csv, or .jsonl.")
+    ] = None,
+    edit: Annotated[
+        Path | None,
+        typer.Option("--edit", help="Edit Bench JSONL (id, video, instruction, source_caption, target_caption): "
+                     "edit each video with an Edit model (--model: an EditPipeline folder)."),
+    ] = None,
     model: Annotated[str | None, typer.Option(help="Pipeline folder (default: the shipped model).")] = None,
     limit: Annotated[int | None, typer.Option(help="Only the first N prompts.")] = None,
     seeds: Annotated[int, typer.Option(help="Seeds per prompt (0..K-1).")] = 1,
@@ -483,7 +565,8 @@ def bench(
     ] = None,  # fmt: skip
     device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
 ) -> None:
-    """Generate a benchmark prompt set with fixed seeds (resumable); bad rows are reported, not fatal."""
+    """Generate a benchmark prompt set with fixed seeds (resumable); bad rows are reported, not fatal.
+    With ``--edit``, run the Edit Bench instead: each row's video edited as its instruction says."""
     from moviegen.eval.bench import read_prompts, run_bench
     from moviegen.files import check_output_dir
     from moviegen.pipeline import GenerationRequest
@@ -492,7 +575,12 @@ def bench(
         raise MovieGenError(f"--limit must be at least 1 (got {limit})")
     if not 1 <= seeds <= 1000:
         raise MovieGenError(f"--seeds must be in [1, 1000], got {seeds}")
+    if (prompts is None) == (edit is None):
+        raise MovieGenError("give one of --prompts (a prompt file) or --edit (an Edit Bench JSONL)")
     check_output_dir(out)
+    if edit is not None:
+        _edit_bench(edit, out, model, limit, seeds, None if steps == 50 else steps, guidance, device)
+        return
     items, row_errors = read_prompts(prompts)
     for e in row_errors:
         console.print(f"[yellow]{prompts}:[/] {e}", highlight=False, soft_wrap=True)
@@ -566,6 +654,9 @@ def metrics(
     check_output_dir(out or folder / "metrics", "report folder")
     dev = resolve_device(device)
     joint = m.load_encoder(encoder, device=str(dev))
+    if (folder / "edit_index.json").is_file():
+        _edit_metrics(folder, joint, out or folder / "metrics")
+        return
     with progress() as bar:
         task = bar.add_task("scoring", total=None, status="")
         report = m.evaluate_folder(
@@ -581,6 +672,26 @@ def metrics(
     typer.echo(m.format_table(report))
     typer.echo("wrote " + ", ".join(str(p) for p in written))
     if report.errors:
+        raise typer.Exit(1)
+
+
+def _edit_metrics(folder: Path, joint, out: Path) -> None:
+    """``moviegen metrics`` of an Edit Bench folder: ViCLIP_dir / ViCLIP_out analogues, world edit scores."""
+    import json
+
+    from moviegen.eval.edit_bench import evaluate_edit_folder, format_edit_table
+    from moviegen.files import write_atomic
+
+    with progress() as bar:
+        task = bar.add_task("scoring edits", total=None, status="")
+        report = evaluate_edit_folder(folder, joint, progress=lambda i, n: bar.update(task, completed=i, total=n))
+    for e in report["errors"]:
+        console.print(f"[red]failed:[/] {e}", highlight=False, soft_wrap=True)
+    out.mkdir(parents=True, exist_ok=True)
+    path = write_atomic(out / "edit_metrics.json", json.dumps(report, indent=1) + "\n")
+    typer.echo(format_edit_table(report))
+    typer.echo(f"wrote {path}")
+    if report["errors"]:
         raise typer.Exit(1)
 
 
@@ -814,6 +925,86 @@ def upsample(
         task = bar.add_task("upsampling", total=total, status="")
         result = pipe(video, prompt=prompt, seed=seed, num_steps=steps, window=window, overlap=overlap,
                       color_fix=color_fix,
+                      callback=lambda i, n: bar.update(task, completed=i + 1))  # fmt: skip
+    write_video(out, result, fps=fps)
+    typer.echo(f"wrote {out} ({result.shape[1]} frames, {result.shape[2]}x{result.shape[3]}, {fps:g} fps)")
+
+
+def _edit_bench(path: Path, out: Path, model, limit, seeds: int, steps, guidance, device: str) -> None:
+    from moviegen.eval.edit_bench import read_edit_bench, run_edit_bench
+
+    rows, row_errors = read_edit_bench(path)
+    for e in row_errors:
+        console.print(f"[yellow]{path}:[/] {e}", highlight=False, soft_wrap=True)
+    rows = rows[:limit] if limit is not None else rows
+    pipe = load_edit_model(Path(model) if model else None, device)
+    steps = pipe.num_steps if steps is None else steps
+    guidance = pipe.guidance_scale if guidance is None else guidance
+    settings = dict(model=str(model or "default"), steps=steps, guidance=guidance)
+    with progress() as bar:
+        task = bar.add_task("editing", total=None, status="")
+        summary = run_edit_bench(
+            rows, lambda v, text, seed: pipe(v, text, seed=seed, num_steps=steps, guidance_scale=guidance),
+            out, seeds=seeds, settings=settings, row_errors=row_errors,
+            progress=lambda i, n, ident: bar.update(task, completed=i, total=n, status=ident),
+        )  # fmt: skip
+    for r in summary.records:
+        if r.status != "ok":
+            console.print(f"[red]failed:[/] {r.id} seed {r.seed}: {r.error}", highlight=False, soft_wrap=True)
+    typer.echo(f"{summary.generated} edited, {summary.skipped} already there, {summary.failed} failed, "
+               f"{len(summary.row_errors)} bad rows; index: {out / 'edit_index.json'}")  # fmt: skip
+    if not summary.ok:
+        raise typer.Exit(1)
+
+
+def load_edit_model(path: Path | None, device: str = "auto"):
+    """An EditPipeline from a folder (default: the shipped one) on ``device``."""
+    from moviegen.devices import resolve_device
+    from moviegen.edit import DEFAULT_EDIT_MODEL, EditPipeline
+
+    if path is None:
+        if not (DEFAULT_EDIT_MODEL / "model_index.json").is_file():
+            raise MovieGenError("no shipped Edit model found: pass an EditPipeline folder (moviegen train edit)")
+        path = DEFAULT_EDIT_MODEL
+    return EditPipeline.from_pretrained(path).to(resolve_device(device))
+
+
+@app.command()
+def edit(
+    src: Annotated[Path, typer.Argument(help="Input video file.")],
+    instruction: Annotated[str, typer.Argument(help='The edit, e.g. "make the circle blue".')],
+    out: Annotated[Path, typer.Option("--out", help="Output MP4 path.")],
+    model: Annotated[
+        Path | None, typer.Option(help="EditPipeline folder (default: the shipped one; moviegen train edit).")
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="Euler steps (default: the model's, 50).")] = None,
+    guidance: Annotated[
+        float | None, typer.Option(help="Instruction guidance scale (default: the model's own).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    max_frames: Annotated[int | None, typer.Option(help="Read at most this many frames.")] = None,
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
+) -> None:
+    """Edit a video as an instruction says, with Movie Gen Edit (paper §6), and write it as an MP4."""
+    from moviegen.files import check_output_file
+    from moviegen.pipeline import check_guidance_scale
+    from moviegen.video import read_video, write_video
+
+    if not instruction.strip():
+        raise MovieGenError("an edit needs an instruction (got an empty one)")
+    if steps is not None and not 1 <= steps <= 10_000:
+        raise MovieGenError(f"--steps must be in [1, 10000], got {steps}")
+    if max_frames is not None and max_frames < 1:
+        raise MovieGenError(f"--max-frames must be >= 1, got {max_frames}")
+    if guidance is not None:
+        check_guidance_scale(guidance, "--guidance")
+    check_output_file(out, "output video")
+    pipe = load_edit_model(model, device)
+    video, fps = read_video(src, max_frames=max_frames)
+    pipe.check_video(video)  # size errors before any work
+    with progress() as bar:
+        task = bar.add_task("editing", total=steps or pipe.num_steps, status="")
+        result = pipe(video, instruction, seed=seed, num_steps=steps, guidance_scale=guidance,
                       callback=lambda i, n: bar.update(task, completed=i + 1))  # fmt: skip
     write_video(out, result, fps=fps)
     typer.echo(f"wrote {out} ({result.shape[1]} frames, {result.shape[2]}x{result.shape[3]}, {fps:g} fps)")

@@ -239,7 +239,7 @@ class World:
         article = "" if rng.random() < 0.3 else "a "
         caption = compose_prompt(f"{article}{color} {words} {phrase}{self._background_phrase(rng)}", fps=fps)
         attributes = dict(color=color, shape=shape, motion=motion, radius=radius, speed=speed,
-                          centres=centres.tolist())  # fmt: skip
+                          centres=centres.tolist(), background=background.tolist())  # fmt: skip
         return WorldClip(video, caption, fps, "object", attributes)
 
     def camera_clip(
@@ -280,18 +280,11 @@ class World:
         return ("", "", " on a dark background", " against black")[rng.integers(4)]
 
 
-def render_objects(
-    shape: str,
-    rgb: tuple[int, int, int],
-    radius: float,
-    centres: np.ndarray,
-    background: np.ndarray,
-    size: int,
-) -> Tensor:
-    """Anti-aliased shape (1-pixel soft edge from a signed distance) at each centre: (3, T, size, size)."""
+def object_alpha(shape: str, radius: float, centres: np.ndarray, size: int) -> np.ndarray:
+    """Coverage (T, size, size) in [0, 1] of an anti-aliased shape (1-pixel soft edge from a signed
+    distance) at each centre; every shape has the circle's area."""
     ys, xs = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
-    colour = np.asarray(rgb, dtype=np.float64) / 255.0
-    out = np.empty((3, len(centres), size, size), dtype=np.float32)
+    out = np.empty((len(centres), size, size), dtype=np.float64)
     for t, (cx, cy) in enumerate(centres):
         px, py = xs - cx, ys - cy
         if shape == "circle":
@@ -308,9 +301,24 @@ def render_objects(
                 -(py * 0.5) - px * math.sqrt(3) / 2 - inner,
             ]
             dist = np.maximum.reduce(edges)
-        alpha = np.clip(0.5 - dist, 0.0, 1.0)
-        out[:, t] = background[:, None, None] * (1 - alpha) + colour[:, None, None] * alpha
-    return torch.from_numpy(out) * 2 - 1
+        out[t] = np.clip(0.5 - dist, 0.0, 1.0)
+    return out
+
+
+def render_objects(
+    shape: str,
+    rgb: tuple[int, int, int],
+    radius: float,
+    centres: np.ndarray,
+    background: np.ndarray,
+    size: int,
+) -> Tensor:
+    """One shape of colour ``rgb`` at each centre over a flat ``background``: (3, T, size, size) in [-1, 1]."""
+    alpha = object_alpha(shape, radius, centres, size)[None]
+    colour = np.asarray(rgb, dtype=np.float64) / 255.0
+    out = np.asarray(background, dtype=np.float64)[:, None, None, None] * (1 - alpha)
+    out = out + colour[:, None, None, None] * alpha
+    return torch.from_numpy(out.astype(np.float32)) * 2 - 1
 
 
 @lru_cache(maxsize=16)

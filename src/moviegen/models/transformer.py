@@ -275,12 +275,19 @@ class MovieGenTransformer(nn.Module, PretrainedMixin):
         for p in zeros:
             nn.init.zeros_(p)
 
-    def positions(self, t: int, h: int, w: int) -> torch.Tensor:
-        """Factorized positional embedding φ_t + φ_h + φ_w for a t×h×w patch grid, shape (1, t·h·w, dim)."""
-        pos = self.pos_t[:t, None, None] + self.pos_h[None, :h, None] + self.pos_w[None, None, :w]
-        return pos.reshape(1, t * h * w, -1)
+    def positions(self, t: int, h: int, w: int, frame_offset: torch.Tensor | None = None) -> torch.Tensor:
+        """Factorized positional embedding φ_t + φ_h + φ_w for a t×h×w patch grid, shape (1, t·h·w, dim).
 
-    def _check_inputs(self, x, t, text, text_mask, task) -> tuple[int, int, int]:
+        ``frame_offset`` (B,) starts each sample's temporal positions at that row instead of row 0
+        (shape (B, t·h·w, dim)): Edit's one-frame pairs take a random temporal position (paper §6)."""
+        spatial = self.pos_h[None, :h, None] + self.pos_w[None, None, :w]
+        if frame_offset is None:
+            return (self.pos_t[:t, None, None] + spatial).reshape(1, t * h * w, -1)
+        rows = frame_offset.to(self.pos_t.device).long()[:, None] + torch.arange(t, device=self.pos_t.device)
+        pos = self.pos_t[rows][:, :, None, None] + spatial[None]
+        return pos.reshape(rows.shape[0], t * h * w, -1)
+
+    def _check_inputs(self, x, t, text, text_mask, task, frame_offset=None) -> tuple[int, int, int]:
         c = self.config
         if x.ndim != 5 or x.shape[1] != c.in_channels:
             raise MovieGenError(f"latent must have shape (B, {c.in_channels}, T, H, W), got {tuple(x.shape)}")
@@ -312,6 +319,14 @@ class MovieGenTransformer(nn.Module, PretrainedMixin):
                 raise MovieGenError("this model has no task embedding (num_tasks = 0) but a task was given")
             if task.shape != (b,):
                 raise MovieGenError(f"task must have shape ({b},), got {tuple(task.shape)}")
+        if frame_offset is not None:
+            if frame_offset.shape != (b,):
+                raise MovieGenError(f"frame_offset must have shape ({b},), got {tuple(frame_offset.shape)}")
+            if bool((frame_offset < 0).any()) or int(frame_offset.max()) + grid[0] > c.max_latent_frames:
+                raise MovieGenError(
+                    f"frame_offset + {grid[0]} latent frames must fit the {c.max_latent_frames} temporal "
+                    f"positions, got offsets {frame_offset.tolist()}"
+                )
         return grid  # type: ignore[return-value]
 
     def forward(
@@ -321,8 +336,9 @@ class MovieGenTransformer(nn.Module, PretrainedMixin):
         text: torch.Tensor,
         text_mask: torch.Tensor | None = None,
         task: torch.Tensor | None = None,
+        frame_offset: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        gt, gh, gw = self._check_inputs(x, t, text, text_mask, task)
+        gt, gh, gw = self._check_inputs(x, t, text, text_mask, task, frame_offset)
         emb = self.time_mlp(timestep_embedding(t).to(self.time_mlp[0].weight.dtype))
         if task is not None:
             emb = emb + self.task_embed(task)
@@ -336,7 +352,7 @@ class MovieGenTransformer(nn.Module, PretrainedMixin):
             has_text = any_text[:, None, None].to(text.dtype)
 
         h = rearrange(self.patch_embed(x), "b d t h w -> b (t h w) d")
-        pos = self.positions(gt, gh, gw).to(h.dtype)
+        pos = self.positions(gt, gh, gw, frame_offset).to(h.dtype)
         for block in self.blocks:
             if self.config.gradient_checkpointing and self.training and torch.is_grad_enabled():
                 h = checkpoint(block, h, pos, mod, text, mask, has_text, use_reentrant=False)

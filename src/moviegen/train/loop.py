@@ -108,7 +108,11 @@ class TrainConfig(Config):
     ``t_location`` (logit-normal location of training times; the paper's is 0) and ``frame_diff_weight``
     (the frame-to-frame error term), both as in :func:`~moviegen.flow.flow_matching_loss`. A cache whose
     items hold a ``cond`` tensor trains a conditioned variant: ``cond`` is concatenated after the noisy
-    latent on the channels.
+    latent on the channels; items holding a ``task`` number pass it to the task embedding. ``group_ratio``
+    ({group: batches}) replaces ``image_video_ratio`` by a cycle over bucket groups (a bucket's name up to
+    its first ``/``), one group per batch, in the given order (Edit's task ratios, paper §6: their sequence
+    lengths differ). ``random_image_frames``: one-latent-frame batches take a random temporal position
+    (``frame_offset``; Edit stage 1, paper §6: the first frame's position made video edits collapse).
 
     Variants (paper §5, §6): with ``init_from``, ``model_overrides`` of ``in_channels`` / ``num_tasks``
     widen the loaded backbone by :meth:`MovieGenTransformer.from_base` (zero-initialised new input channels
@@ -147,6 +151,8 @@ class TrainConfig(Config):
     global_batch: int = 4
     val_batch: int = 8
     image_video_ratio: tuple[int, ...] = (1, 10)
+    group_ratio: dict = field(default_factory=dict)
+    random_image_frames: bool = False
     text_dropout: float = flow.TEXT_DROPOUT
     t_location: float = 0.0
     frame_diff_weight: float = 0.0
@@ -200,6 +206,14 @@ class TrainConfig(Config):
             and sum(self.image_video_ratio) > 0,
             name,
             "image_video_ratio must be two numbers of batches [images, videos], not both 0",
+        )
+        require(
+            isinstance(self.group_ratio, dict)
+            and all(isinstance(k, str) and k and "/" not in k for k in self.group_ratio)
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in self.group_ratio.values())
+            and (not self.group_ratio or sum(self.group_ratio.values()) > 0),
+            name,
+            "group_ratio must map bucket groups (no '/') to batch counts >= 0, not all 0",
         )
         require(0.0 <= self.text_dropout <= 1.0, name, "text_dropout must be in [0, 1]")
         require(self.lr > 0, name, f"lr must be > 0, got {self.lr}")
@@ -565,20 +579,38 @@ def _bucket_is_image(cache: Any, name: str, first_index: int) -> bool:
 
 
 class DataStream:
-    """Image and video batches of one cache for this data-parallel rank (see the module docstring)."""
+    """Batches of one cache for this data-parallel rank, cycling over kinds (see the module docstring).
+
+    The kinds are ``image`` / ``video`` (by latent frames, ``image_video_ratio``), or the bucket groups of
+    ``group_ratio`` (a bucket's name up to its first ``/``)."""
 
     def __init__(self, cache: Any, config: TrainConfig, dp_rank: int, dp_size: int):
         from moviegen.data.buckets import BucketBatchSampler
 
         self.cache = cache
         names = cache.buckets()
-        first: dict[str, int] = {}
-        for i, name in enumerate(names):
-            first.setdefault(name, i)
-        image_buckets = {n for n, i in first.items() if _bucket_is_image(cache, n, i)}
-        self.indices: dict[str, list[int]] = {"image": [], "video": []}
-        for i, name in enumerate(names):
-            self.indices["image" if name in image_buckets else "video"].append(i)
+        if config.group_ratio:
+            groups = [n.split("/", 1)[0] for n in names]
+            unknown = sorted(set(groups) - set(config.group_ratio))
+            if unknown:
+                raise MovieGenError(f"cache {config.cache or '<memory>'} has bucket groups {unknown} that "
+                                    f"group_ratio {config.group_ratio} does not name")  # fmt: skip
+            self.indices: dict[str, list[int]] = {g: [] for g in config.group_ratio}
+            for i, g in enumerate(groups):
+                self.indices[g].append(i)
+            self.cycle = [(g, n) for g, n in config.group_ratio.items() if n > 0 and self.indices[g]]
+        else:
+            first: dict[str, int] = {}
+            for i, name in enumerate(names):
+                first.setdefault(name, i)
+            image_buckets = {n for n, i in first.items() if _bucket_is_image(cache, n, i)}
+            self.indices = {"image": [], "video": []}
+            for i, name in enumerate(names):
+                self.indices["image" if name in image_buckets else "video"].append(i)
+            a, b = config.image_video_ratio
+            self.cycle = [(k, n) for k, n in (("image", a), ("video", b)) if n > 0 and self.indices[k]]
+            if not self.cycle:  # a ratio of 0 for the only kind there is: use it anyway
+                self.cycle = [(k, 1) for k in ("image", "video") if self.indices[k]]
         self.samplers: dict[str, Any] = {}
         self.iterators: dict[str, Iterator[list[int]]] = {}
         for k, (kind, idx) in enumerate(self.indices.items()):
@@ -586,18 +618,17 @@ class DataStream:
                 self.samplers[kind] = BucketBatchSampler(
                     [names[i] for i in idx], config.global_batch, config.seed + k, dp_rank, dp_size
                 )
-        if not self.samplers:
-            raise MovieGenError(f"latent cache {config.cache} holds no items")
-        a, b = config.image_video_ratio
-        self.cycle = [("image", a), ("video", b)]
+        if not self.samplers or not self.cycle:
+            raise MovieGenError(f"latent cache {config.cache} holds no items to train on")
+        self.period = sum(n for _, n in self.cycle)
 
     def kind(self, step: int) -> str:
-        (ik, a), (vk, b) = self.cycle
-        if ik not in self.samplers or a == 0:
-            return vk if vk in self.samplers else ik
-        if vk not in self.samplers or b == 0:
-            return ik
-        return ik if step % (a + b) < a else vk
+        r = step % self.period
+        for kind, n in self.cycle:
+            if r < n:
+                return kind
+            r -= n
+        raise AssertionError("unreachable")
 
     def next(self, step: int) -> tuple[str, list[int]]:
         kind = self.kind(step)
@@ -844,23 +875,41 @@ class Trainer:
 
     def _batch(
         self, indices: list[int], cache: Any
-    ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor | None]:
-        """Latents, raw text states and the conditioning latent (None when the items hold no ``cond``)."""
+    ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]], dict[str, torch.Tensor]]:
+        """Latents, raw text states and the model's extra inputs: ``cond`` (the conditioning latent) and
+        ``task`` (task numbers) when the items hold them."""
         from moviegen.data.cache import collate_tensors
 
         items = [cache.get(i) for i in indices]
         latents, text = cache.collate(items)
         latents = latents.to(self.device, non_blocking=True)
         text = [(h.to(self.device, non_blocking=True), m.to(self.device, non_blocking=True)) for h, m in text]
-        cond = collate_tensors(items).get("cond")
-        return latents, text, None if cond is None else cond.to(self.device, non_blocking=True)
+        named = collate_tensors(items)
+        extra = {}
+        if "cond" in named:
+            extra["cond"] = named["cond"].to(self.device, non_blocking=True)
+        if "task" in named:
+            extra["task"] = named["task"].reshape(-1).round().long().to(self.device)
+        return latents, text, extra
+
+    def _frame_offset(self, latents: torch.Tensor, step: int, indices: list[int]) -> torch.Tensor | None:
+        """Random temporal positions for a one-latent-frame batch (``random_image_frames``), drawn from
+        (seed, step, item) so a resumed run draws the same."""
+        if not self.config.random_image_frames or latents.shape[2] != 1:
+            return None
+        rows = self.transformer_config.max_latent_frames
+        draws = [_mix(self.config.seed, step, i, 17) % rows for i in indices]
+        return torch.tensor(draws, dtype=torch.long, device=self.device)
 
     def train_step(self) -> dict[str, Any]:
         """One optimizer step at ``self.step`` (does not advance it)."""
         c, step = self.config, self.step
         start = time.perf_counter()
         kind, indices = self.data.next(step)
-        latents, raw_text, cond = self._batch(indices, self.cache)
+        latents, raw_text, extra = self._batch(indices, self.cache)
+        offset = self._frame_offset(latents, step, indices)
+        if offset is not None:
+            extra["frame_offset"] = offset
         lr = self.schedule.lr(step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -871,8 +920,8 @@ class Trainer:
             tuple(latents.shape[1:]), positions, c.seed, step, self.device, mask, c.text_dropout, c.t_location
         )
         loss = flow.flow_matching_loss(
-            self.model, latents, tokens, mask, t=t, noise=noise.to(latents.dtype), cond=cond,
-            frame_diff_weight=c.frame_diff_weight,
+            self.model, latents, tokens, mask, t=t, noise=noise.to(latents.dtype),
+            frame_diff_weight=c.frame_diff_weight, **extra,
         )  # fmt: skip
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -930,13 +979,13 @@ class Trainer:
             k = r * self.dp_size + self.dp_rank
             weight = 1.0 if k < len(chunks) else 0.0  # every dp rank runs the same number of forwards
             chunk = chunks[k] if k < len(chunks) else chunks[0]
-            latents, raw_text, cond = self._batch(chunk, cache)
+            latents, raw_text, extra = self._batch(chunk, cache)
             tokens, mask = self.projector(raw_text)
             t, noise, _ = sample_draws(
                 tuple(latents.shape[1:]), chunk, c.seed + VAL_SEED_OFFSET, 0, self.device
             )
             loss = flow.flow_matching_loss(
-                self.model, latents, tokens, mask, t=t, noise=noise.to(latents.dtype), cond=cond
+                self.model, latents, tokens, mask, t=t, noise=noise.to(latents.dtype), **extra
             )
             totals[0] += weight * float(loss) * len(chunk)
             totals[1] += weight * len(chunk)
