@@ -30,11 +30,15 @@ from moviegen.eval.edit import bench_cases, copy_baseline, evaluate_edits, tae_c
 from moviegen.train.edit import edit_batch
 
 
-def batched_outputs(pipe: EditPipeline, cases, steps: int, guidance: float, seed: int = 0) -> dict[str, torch.Tensor]:
+def batched_outputs(
+    pipe: EditPipeline, cases, steps: int, guidance: float, seed: int = 0
+) -> dict[str, torch.Tensor]:
     outs = {}
     for task in dict.fromkeys(c.task for c in cases):
         group = [c for c in cases if c.task == task]
-        videos = edit_batch(pipe, [c.video for c in group], [c.instruction for c in group], steps, guidance, seed)
+        videos = edit_batch(
+            pipe, [c.video for c in group], [c.instruction for c in group], steps, guidance, seed
+        )
         outs |= {c.id: v for c, v in zip(group, videos, strict=True)}
     return outs
 
@@ -77,13 +81,17 @@ def main() -> None:
             steps = args.steps or pipe.num_steps
             outs = batched_outputs(pipe, cases, steps, pipe.guidance_scale)
             outputs[(name, phrasing)] = outs
-            rows[f"{name} (guidance {pipe.guidance_scale:g})"] = evaluate_edits(lambda c: outs[c.id], cases)[0]
+            rows[f"{name} (guidance {pipe.guidance_scale:g})"] = evaluate_edits(lambda c: outs[c.id], cases)[
+                0
+            ]
         if phrasing == "train":
             rows["copy input (baseline)"] = evaluate_edits(copy_baseline, cases)[0]
             rows["TAE round trip of the truth (ceiling)"] = evaluate_edits(tae_ceiling(next(iter(pipes.values())).tae),
                                                                            cases)[0]  # fmt: skip
         results["phrasings"][phrasing] = rows
-        print(f"\n### {phrasing} phrasing — edit % / preserve % / PSNR dB ({args.per_task} held-out edits per task)\n")
+        print(
+            f"\n### {phrasing} phrasing — edit % / preserve % / PSNR dB ({args.per_task} held-out edits per task)\n"
+        )
         print(table(rows, tasks))
         print("\n| model | edit % | preserve % | both % | PSNR |\n|---|---|---|---|---|")
         for name, t in rows.items():

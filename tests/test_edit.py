@@ -4,8 +4,8 @@ import json
 
 import pytest
 import torch
-from helpers import run_cli
 
+from helpers import run_cli
 from moviegen.edit import NUM_TASKS, TASK_EDIT, EditPipeline
 from moviegen.errors import MovieGenError
 from moviegen.pipeline import MovieGenPipeline
@@ -89,7 +89,10 @@ def test_edit_command(edit_model, tmp_path, capsys):
         ([tmp_path / "missing.mp4", "make it blue", "--model", tmp_path / "edit"], "not found"),
         ([tmp_path / "in.mp4", "make it blue", "--model", tmp_path / "t2v"], "not a video Edit model"),
         ([tmp_path / "in.mp4", "make it blue", "--model", tmp_path / "edit", "--steps", "0"], "--steps"),
-        ([tmp_path / "in.mp4", "make it blue", "--model", tmp_path / "edit", "--guidance", "-1"], "--guidance"),
+        (
+            [tmp_path / "in.mp4", "make it blue", "--model", tmp_path / "edit", "--guidance", "-1"],
+            "--guidance",
+        ),
     ):
         target = tmp_path / "bad.mp4"
         code, out, err = run_cli(capsys, "edit", *args, "--out", target)

@@ -155,7 +155,9 @@ class EditPipeline(Components):
         if not isinstance(instruction, str) or not instruction.strip():
             raise MovieGenError("an edit needs an instruction (got an empty one)")
         if len(instruction) > MAX_INSTRUCTION_CHARS:
-            raise MovieGenError(f"instruction of {len(instruction)} characters (at most {MAX_INSTRUCTION_CHARS})")
+            raise MovieGenError(
+                f"instruction of {len(instruction)} characters (at most {MAX_INSTRUCTION_CHARS})"
+            )
         self.check_video(video)
         steps = self.num_steps if num_steps is None else num_steps
         guidance = self.guidance_scale if guidance_scale is None else check_guidance_scale(guidance_scale)

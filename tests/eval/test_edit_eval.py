@@ -4,8 +4,8 @@ import json
 
 import pytest
 import torch
-from helpers import run_cli
 
+from helpers import run_cli
 from moviegen.data.edits import BENCH_TASKS, TASKS, apply_edit, edit_is_held_out
 from moviegen.errors import MovieGenError
 from moviegen.eval.edit import bench_cases, copy_baseline, evaluate_edits, score_edit
@@ -48,7 +48,10 @@ def test_detector_scores_see_wrong_edits(cases):
 
 
 def test_paraphrased_cases_use_other_words():
-    a, b = bench_cases(per_task=2, tasks=BENCH_TASKS), bench_cases(per_task=2, tasks=BENCH_TASKS, phrasing="paraphrase")
+    a, b = (
+        bench_cases(per_task=2, tasks=BENCH_TASKS),
+        bench_cases(per_task=2, tasks=BENCH_TASKS, phrasing="paraphrase"),
+    )
     assert [c.id for c in a] == [c.id for c in b]
     assert all(x.instruction != y.instruction for x, y in zip(a, b, strict=True))
 

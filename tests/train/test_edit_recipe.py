@@ -5,8 +5,8 @@ import json
 
 import pytest
 import torch
-from helpers import run_cli
 
+from helpers import run_cli
 from moviegen.data.cache import CacheItem, MemoryCache
 from moviegen.edit import EditPipeline
 from moviegen.errors import MovieGenError

@@ -48,9 +48,9 @@ from torch import Tensor
 from moviegen.data.world import (
     COLORS,
     MOTION_PHRASES,
+    PHOTOS,
     SHAPE_EXTENT,
     SHAPE_WORDS,
-    PHOTOS,
     SHAPES,
     World,
     object_alpha,
@@ -118,7 +118,10 @@ class Scene:
             out = self.background_video()
             for i, s in enumerate(self.sprites):
                 a = self.alpha(i)[None]
-                out = out * (1 - a) + np.asarray(COLORS[s.color], dtype=np.float64)[:, None, None, None] / 255 * a
+                out = (
+                    out * (1 - a)
+                    + np.asarray(COLORS[s.color], dtype=np.float64)[:, None, None, None] / 255 * a
+                )
             if self.style == "grayscale":
                 out = np.broadcast_to(np.tensordot(np.asarray(LUMA), out, axes=1)[None], out.shape).copy()
         return torch.from_numpy(out.astype(np.float32)) * 2 - 1
@@ -132,8 +135,11 @@ class Scene:
         if self.style == "segment":
             return f"{_a(self.marker)} {self.marker} mask of {_a(objects[0])} {objects[0]} on black"
         where = f"in front of {PHOTOS[self.photo][0]}" if self.photo else "on a dark background"
-        text = " and ".join(f"{_a(o)} {o}" for o in objects) + " " + where if objects else (
-            PHOTOS[self.photo][0] if self.photo else "an empty dark background")
+        text = (
+            " and ".join(f"{_a(o)} {o}" for o in objects) + " " + where
+            if objects
+            else (PHOTOS[self.photo][0] if self.photo else "an empty dark background")
+        )
         return f"a black-and-white video of {text}" if self.style == "grayscale" else text
 
 
@@ -204,9 +210,11 @@ def corner_centre(corner: str, extent: float, size: int) -> tuple[float, float]:
 
 def farthest_corner(sprite: Sprite, size: int) -> str:
     path = np.asarray(sprite.centres)
+
     def clearance(c: str) -> float:
         x, y = corner_centre(c, 0.0, size)
         return float(np.hypot(path[:, 0] - x, path[:, 1] - y).min())
+
     return max(CORNERS, key=clearance)
 
 
@@ -227,7 +235,9 @@ def apply_edit(scene: Scene, edit: Edit) -> Scene:
         if edit.background == "dark":
             return replace(scene, photo="", background=DARK if scene.photo else scene.background)
         if edit.background not in BACKGROUNDS:
-            raise MovieGenError(f"unknown background {edit.background!r} (a world photo: {', '.join(BACKGROUNDS)})")
+            raise MovieGenError(
+                f"unknown background {edit.background!r} (a world photo: {', '.join(BACKGROUNDS)})"
+            )
         return replace(scene, photo=edit.background)
     if edit.task == "add":
         r = added_radius(scene.size)
@@ -353,8 +363,10 @@ def instruction(edit: Edit, scene: Scene, rng: np.random.Generator, phrasing: st
 
 # ---------------------------------------------------------------------------------------- sources
 
-def source_scene(world: World, split: str, index: int, frames: int | None = None, still: bool = False,
-                 salt: int = 31) -> tuple[Scene, np.random.Generator]:
+
+def source_scene(
+    world: World, split: str, index: int, frames: int | None = None, still: bool = False, salt: int = 31
+) -> tuple[Scene, np.random.Generator]:
     """A random one-object scene of ``split`` (any colour, shape and motion; ``still`` for images) and the
     rng that drew it (for drawing the edit next)."""
     rng = world.rng(split, index, salt=salt)
@@ -365,8 +377,14 @@ def source_scene(world: World, split: str, index: int, frames: int | None = None
     return scene_of(clip), rng
 
 
-def animate(videos: list[Tensor], rng: np.random.Generator, frames: int, max_shift: float = 0.12,
-            max_zoom: float = 0.15, max_angle: float = 12.0) -> list[Tensor]:
+def animate(
+    videos: list[Tensor],
+    rng: np.random.Generator,
+    frames: int,
+    max_shift: float = 0.12,
+    max_zoom: float = 0.15,
+    max_angle: float = 12.0,
+) -> list[Tensor]:
     """The same random affine motion applied to each one-frame video (3, 1, H, W) → (3, frames, H, W).
 
     Over the clip the content drifts by up to ``max_shift`` of the frame, zooms by up to ``max_zoom`` and
@@ -396,6 +414,7 @@ def animate(videos: list[Tensor], rng: np.random.Generator, frames: int, max_shi
 
 
 # ---------------------------------------------------------------------------------------- as JSON
+
 
 def scene_to_dict(scene: Scene) -> dict:
     return {"background": list(scene.background), "size": scene.size, "frames": scene.frames,

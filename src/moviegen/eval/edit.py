@@ -142,7 +142,9 @@ def score_edit(scene: Scene, edit: Edit, output: Tensor) -> dict:
     truth_scene = apply_edit(scene, edit)
     source, truth = scene.render(), truth_scene.render()
     if output.shape != truth.shape:
-        raise MovieGenError(f"edited clip {tuple(output.shape)} does not match the source {tuple(truth.shape)}")
+        raise MovieGenError(
+            f"edited clip {tuple(output.shape)} does not match the source {tuple(truth.shape)}"
+        )
     first, task = scene.sprites[0], edit.task
     bg = background_name(scene)
     motion = ("motion",)
@@ -220,8 +222,14 @@ class EditCase:
     target_caption: str
 
 
-def bench_cases(per_task: int = 24, phrasing: str = "train", tasks: Sequence[str] = BENCH_TASKS,
-                size: int = 64, frames: int = 16, seed: int = 0) -> list[EditCase]:
+def bench_cases(
+    per_task: int = 24,
+    phrasing: str = "train",
+    tasks: Sequence[str] = BENCH_TASKS,
+    size: int = 64,
+    frames: int = 16,
+    seed: int = 0,
+) -> list[EditCase]:
     """``per_task`` held-out-composition edits of test-split world videos for each task."""
     world = World(WorldConfig(size=size, frames=frames, object_fraction=1.0), seed=seed + BENCH_SEED)
     cases: list[EditCase] = []
@@ -260,8 +268,11 @@ def summarise(cases: Sequence[EditCase], scores: Sequence[dict]) -> dict[str, di
     }  # fmt: skip
 
 
-def evaluate_edits(edit: Callable[[EditCase], Tensor], cases: Sequence[EditCase],
-                   progress: Callable[[int, int], None] | None = None) -> tuple[dict, list[dict]]:
+def evaluate_edits(
+    edit: Callable[[EditCase], Tensor],
+    cases: Sequence[EditCase],
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[dict, list[dict]]:
     """Score ``edit(case)`` on every case: (:func:`summarise` table, per-case scores)."""
     scores = []
     for i, case in enumerate(cases):

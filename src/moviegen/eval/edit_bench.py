@@ -79,7 +79,9 @@ def read_edit_bench(path: str | Path) -> tuple[list[EditRow], list[RowError]]:
         missing = [k for k in EDIT_KEYS if k not in data]
         unknown = sorted(set(data) - set(EDIT_KEYS) - set(OPTIONAL_KEYS))
         if missing or unknown:
-            what = [f"missing {', '.join(missing)}"] * bool(missing) + [f"unknown {', '.join(unknown)}"] * bool(unknown)
+            what = [f"missing {', '.join(missing)}"] * bool(missing) + [
+                f"unknown {', '.join(unknown)}"
+            ] * bool(unknown)
             errors.append(RowError(line_no, "; ".join(what) + f" (keys: {', '.join(EDIT_KEYS)})"))
             continue
         ident = data["id"]
@@ -90,7 +92,9 @@ def read_edit_bench(path: str | Path) -> tuple[list[EditRow], list[RowError]]:
         strings = {k: data[k] for k in EDIT_KEYS[1:]}
         bad = [k for k, v in strings.items() if not isinstance(v, str)]
         if bad or not strings["instruction"].strip() or not strings["video"].strip():
-            errors.append(RowError(line_no, "video and instruction must be non-empty strings, captions strings"))
+            errors.append(
+                RowError(line_no, "video and instruction must be non-empty strings, captions strings")
+            )
             continue
         if ident in seen:
             errors.append(RowError(line_no, f"duplicate id {ident!r}"))
@@ -178,10 +182,14 @@ def run_edit_bench(
         changed = sorted(k for k in set(previous) | set(settings)
                          if k != "seeds" and previous.get(k) != settings.get(k))  # fmt: skip
         if changed:
-            raise MovieGenError(f"{out} holds a bench run with other settings ({', '.join(changed)}); use another --out")
+            raise MovieGenError(
+                f"{out} holds a bench run with other settings ({', '.join(changed)}); use another --out"
+            )
     done = {}
     if (out / INDEX_NAME).is_file():
-        done = {(r.id, r.seed): r for r in load_edit_index(out) if r.status == "ok" and (out / r.file).is_file()}
+        done = {
+            (r.id, r.seed): r for r in load_edit_index(out) if r.status == "ok" and (out / r.file).is_file()
+        }
     write_atomic(run_path, (json.dumps({"settings": settings, "row_errors": [str(e) for e in row_errors]},
                                        indent=1) + "\n").encode())  # fmt: skip
     jobs = [(r, s) for r in rows for s in range(seeds)]
@@ -214,7 +222,9 @@ def run_edit_bench(
                             sorted(records.values(), key=lambda r: (r.id, r.seed)))  # fmt: skip
 
 
-def export_world_bench(folder: str | Path, per_task: int = 24, phrasing: str = "train", seed: int = 0) -> Path:
+def export_world_bench(
+    folder: str | Path, per_task: int = 24, phrasing: str = "train", seed: int = 0
+) -> Path:
     """Write the world's held-out Edit Bench as a file of this format: ``sources/*.mp4`` and
     ``edit_bench.jsonl`` (with the ``task`` and ``world`` fields). Returns the JSONL path."""
     from moviegen.data.edits import edit_to_dict, scene_to_dict
@@ -237,7 +247,9 @@ def export_world_bench(folder: str | Path, per_task: int = 24, phrasing: str = "
     return folder / "edit_bench.jsonl"
 
 
-def evaluate_edit_folder(folder: str | Path, encoder, progress: Callable[[int, int], None] | None = None) -> dict:
+def evaluate_edit_folder(
+    folder: str | Path, encoder, progress: Callable[[int, int], None] | None = None
+) -> dict:
     """ViCLIP_dir / ViCLIP_out of every output of an Edit Bench folder (and, for world rows, edit accuracy,
     preservation and PSNR); per row, per task and overall. Unreadable outputs are reported per row."""
     from moviegen.data.edits import edit_from_dict, scene_from_dict

@@ -20,10 +20,13 @@ their captions, an all-zero source, task 0) keep the generation skill. Held-out 
 2. **animated frame editing + segmentation**: image-edit pairs moved by one random affine motion
    (:func:`moviegen.data.edits.animate`), and world videos with their segmentation map ("mark the circle
    in yellow"); text-to-video : segmentation : animated = 1 : 1 : 3;
-3. **backtranslation**: world videos edited by the stage-2 model (recolor, reshape, background, add), the reverse instruction written by :func:`moviegen.data.edits.reverse_edit` (the paper's LLM
-   step: the world knows the inverse of each edit), and the model trained to turn the *generated* edit
-   back into the real clip (clean target); mixed with the stage-2 data, backtranslation : animated :
-   segmentation : text-to-video = 4 : 2 : 1 : 1 (our choice: the paper does not give stage 3's mix);
+3. **backtranslation**: world videos edited by the stage-2 model (recolor, reshape, background, add),
+   the reverse instruction written by :func:`moviegen.data.edits.reverse_edit` (the paper's LLM step: the
+   world knows the inverse of each edit), and the model trained to turn the *generated* edit back into
+   the real clip (clean target); generated edits the detector does not read as the requested edit are
+   dropped (a failed "add" kept would teach that "remove the X" leaves the video as it is); mixed with
+   the stage-2 data, backtranslation : animated : segmentation : text-to-video = 4 : 2 : 1 : 1 (our
+   choice: the paper does not give stage 3's mix);
 4. **guidance**: the instruction-guidance scale is chosen among ``guidance_scales`` on edits of
    training compositions of validation clips (never the held-out ones) and stored in each stage's folder.
 
@@ -50,7 +53,6 @@ from moviegen.config import Config, require
 from moviegen.data.cache import CacheItem, MemoryCache
 from moviegen.data.edits import (
     BENCH_TASKS,
-    Edit,
     animate,
     apply_edit,
     edit_is_held_out,
@@ -130,8 +132,10 @@ def parse_stages(text: str) -> tuple[int, ...]:
         stages = tuple(int(s) for s in str(text).split(","))
     except ValueError:
         raise MovieGenError(f"--stages must be stage numbers like 1,2,3 (got {text!r})") from None
-    if not stages or any(s not in (1, 2, 3) for s in stages) or list(stages) != list(
-        range(stages[0], stages[0] + len(stages))
+    if (
+        not stages
+        or any(s not in (1, 2, 3) for s in stages)
+        or list(stages) != list(range(stages[0], stages[0] + len(stages)))
     ):
         raise MovieGenError(f"--stages must be consecutive stages among 1, 2, 3 (got {text!r})")
     return stages
@@ -158,7 +162,9 @@ def finetune_tae(tae, recipe: EditRecipe, progress: Progress | None = None):
     for step in range(recipe.tae_steps):
         video = step % 4 == 3
         n = 2 if video else recipe.tae_batch
-        terms = trainer.train_step(torch.stack([clip(step * recipe.tae_batch + k, not video) for k in range(n)]))
+        terms = trainer.train_step(
+            torch.stack([clip(step * recipe.tae_batch + k, not video) for k in range(n)])
+        )
         if progress:
             progress("edit TAE", step + 1, recipe.tae_steps, {"loss": terms["loss"]})
     return tae.eval()
@@ -205,8 +211,9 @@ def t2v_items(enc: _Encoder, recipe: EditRecipe) -> list[CacheItem]:
     return items
 
 
-def image_pairs(enc: _Encoder, recipe: EditRecipe, count: int, animated: bool,
-                progress: Progress | None = None) -> list[CacheItem]:
+def image_pairs(
+    enc: _Encoder, recipe: EditRecipe, count: int, animated: bool, progress: Progress | None = None
+) -> list[CacheItem]:
     """Stage 1's one-frame edit pairs, or (``animated``) stage 2's animated frame-editing pairs."""
     world = World(WorldConfig(size=recipe.size, frames=recipe.frames), seed=recipe.seed)
     items = []
@@ -226,7 +233,9 @@ def image_pairs(enc: _Encoder, recipe: EditRecipe, count: int, animated: bool,
 
 def world_object_clips(recipe: EditRecipe, split: str, count: int, salt: int) -> list:
     """``count`` object clips of the world's ``split`` (its own training distribution), in index order."""
-    world = World(WorldConfig(size=recipe.size, frames=recipe.frames, object_fraction=1.0), seed=recipe.seed + salt)
+    world = World(
+        WorldConfig(size=recipe.size, frames=recipe.frames, object_fraction=1.0), seed=recipe.seed + salt
+    )
     return [world.clip(split, i) for i in range(count)]
 
 
@@ -244,8 +253,9 @@ def segment_items(enc: _Encoder, recipe: EditRecipe, progress: Progress | None =
     return items
 
 
-def video_edit_cases(recipe: EditRecipe, split: str, count: int, tasks: Sequence[str], salt: int,
-                     held_out: bool = False) -> list[tuple]:
+def video_edit_cases(
+    recipe: EditRecipe, split: str, count: int, tasks: Sequence[str], salt: int, held_out: bool = False
+) -> list[tuple]:
     """(clip, scene, edit, instruction) of true video edits: validation loss and guidance calibration."""
     cases = []
     for i, clip in enumerate(world_object_clips(recipe, split, count, salt)):
@@ -257,8 +267,9 @@ def video_edit_cases(recipe: EditRecipe, split: str, count: int, tasks: Sequence
 
 
 @torch.inference_mode()
-def edit_batch(pipe: EditPipeline, videos: list[torch.Tensor], texts: list[str], steps: int,
-               guidance: float, seed: int) -> torch.Tensor:
+def edit_batch(
+    pipe: EditPipeline, videos: list[torch.Tensor], texts: list[str], steps: int, guidance: float, seed: int
+) -> torch.Tensor:
     """Edit several same-size videos in one batched sampling (``(N, 3, T, H, W)`` out)."""
     cond = torch.cat([pipe.source_latent(v) for v in videos])
     noise = torch.randn(cond.shape, generator=torch.Generator().manual_seed(seed))
@@ -266,12 +277,21 @@ def edit_batch(pipe: EditPipeline, videos: list[torch.Tensor], texts: list[str],
     task = torch.full((len(videos),), TASK_EDIT, dtype=torch.long)
     x1 = flow.sample(pipe.transformer, noise, tokens, mask, schedule_times("linear-quadratic", steps),
                      guidance, cond=cond, task=task)  # fmt: skip
-    return pipe.tae.decode(pipe.tae.denormalize(x1.float()), num_frames=videos[0].shape[1]).float().clamp(-1, 1)
+    return (
+        pipe.tae.decode(pipe.tae.denormalize(x1.float()), num_frames=videos[0].shape[1]).float().clamp(-1, 1)
+    )
 
 
-def backtranslated_items(enc: _Encoder, stage2: EditPipeline, recipe: EditRecipe,
-                         progress: Progress | None = None) -> list[CacheItem]:
-    """Stage 3's pairs: (the stage-2 model's edit of a world video, the reverse instruction) → the video."""
+def backtranslated_items(
+    enc: _Encoder, stage2: EditPipeline, recipe: EditRecipe, progress: Progress | None = None
+) -> tuple[list[CacheItem], dict[str, int]]:
+    """Stage 3's pairs: (the stage-2 model's edit of a world video, the reverse instruction) → the video.
+
+    Generated edits the detector does not read as the requested edit are dropped (the world's analogue of
+    filtering generated data): a failed "add" kept as a source would teach that "remove the X" leaves the
+    video as it is. Returns the pairs and the counts generated / kept."""
+    from moviegen.eval.edit import score_edit
+
     cases = []
     for i, clip in enumerate(world_object_clips(recipe, "train", 4 * recipe.backtranslated, salt=2)):
         if len(cases) == recipe.backtranslated:
@@ -283,21 +303,23 @@ def backtranslated_items(enc: _Encoder, stage2: EditPipeline, recipe: EditRecipe
         back = reverse_edit(scene, edit)
         if back is None or edit_is_held_out(back, edited):
             continue
-        cases.append((clip, instruction(edit, scene, rng), instruction(back, edited, rng)))
+        cases.append((clip, scene, edit, instruction(edit, scene, rng), instruction(back, edited, rng)))
     items, batch = [], 25
     for start in range(0, len(cases), batch):
         chunk = cases[start : start + batch]
-        outs = edit_batch(stage2, [c[0].video for c in chunk], [c[1] for c in chunk],
+        outs = edit_batch(stage2, [c[0].video for c in chunk], [c[3] for c in chunk],
                           recipe.backtranslation_steps, stage2.guidance_scale, recipe.seed + start)  # fmt: skip
-        for k, ((clip, _, back_text), out) in enumerate(zip(chunk, outs, strict=True)):
-            items.append(enc.pair(out, clip.video, back_text, "backtrans/video", start + k))
+        for k, ((clip, scene, edit, _, back_text), out) in enumerate(zip(chunk, outs, strict=True)):
+            if score_edit(scene, edit, out)["edit"]:
+                items.append(enc.pair(out, clip.video, back_text, "backtrans/video", start + k))
         if progress:
             progress("backtranslation", min(start + batch, len(cases)), len(cases), {})
-    return items
+    return items, {"generated": len(cases), "kept": len(items)}
 
 
-def calibrate_edit_guidance(pipe: EditPipeline, recipe: EditRecipe,
-                            progress: Progress | None = None) -> tuple[float, dict[str, dict]]:
+def calibrate_edit_guidance(
+    pipe: EditPipeline, recipe: EditRecipe, progress: Progress | None = None
+) -> tuple[float, dict[str, dict]]:
     """The guidance scale with the best mean of edit accuracy and preservation on training compositions
     of validation clips (ties: the earlier scale)."""
     from moviegen.eval.edit import score_edit
@@ -357,6 +379,7 @@ def train_edit(
     guidance: dict[str, dict] = {}
     segment: list[CacheItem] = []
     animated: list[CacheItem] = []
+    backtranslation: dict[str, int] = {}
     for stage in stages:
         t0 = time.perf_counter()
         if stage == 1:
@@ -368,11 +391,19 @@ def train_edit(
                 segment = segment_items(enc, recipe, progress)
             if stage == 2:
                 items = t2v + segment + animated
-                ratio, steps, lr = {"t2v": 1, "segment": 1, "animated": 3}, recipe.stage2_steps, recipe.stage2_lr
+                ratio, steps, lr = (
+                    {"t2v": 1, "segment": 1, "animated": 3},
+                    recipe.stage2_steps,
+                    recipe.stage2_lr,
+                )
             else:
                 previous = result if result is not None else pipe
-                items = t2v + segment + animated + backtranslated_items(enc, previous, recipe, progress)
+                back, counts = backtranslated_items(enc, previous, recipe, progress)
+                backtranslation = counts
+                items = t2v + segment + animated + back
                 ratio = {"t2v": 1, "segment": 1, "animated": 2, "backtrans": 4}
+                if not back:  # no generated edit passed the filter (an untrained stage-2 model)
+                    del ratio["backtrans"]
                 steps, lr = recipe.stage3_steps, recipe.stage3_lr
         timings[f"stage{stage}_data_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -415,6 +446,6 @@ def train_edit(
     shutil.copytree(out / f"stage{stages[-1]}", final)
     timings["total_s"] = time.perf_counter() - start
     log = {"recipe": recipe.to_dict(), "base": str(base_dir), "stages": list(stages), "timings": timings,
-           "guidance": guidance, "history": history}  # fmt: skip
+           "guidance": guidance, "backtranslation": backtranslation, "history": history}  # fmt: skip
     write_atomic(out / "training_log.json", json.dumps(log))
     return result
