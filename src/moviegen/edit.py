@@ -31,18 +31,13 @@ from moviegen.models.tae import TAE
 from moviegen.models.text import TextConditioner
 from moviegen.models.transformer import MovieGenTransformer
 from moviegen.pipeline import (
-    INDEX_NAME,
     SCHEDULES,
     SPATIAL_MULTIPLE,
-    Components,
+    MemberPipeline,
     MovieGenPipeline,
     check_guidance_scale,
-    read_components,
-    read_index,
     schedule_times,
-    write_components,
 )
-from moviegen.pretrained import atomic_dir
 
 DEFAULT_EDIT_MODEL = Path(__file__).parent / "weights" / "edit"  # shipped by ``moviegen train edit``
 TASK_GENERATE, TASK_EDIT = 0, 1
@@ -50,8 +45,11 @@ NUM_TASKS = 2
 MAX_INSTRUCTION_CHARS = 2000
 
 
-class EditPipeline(Components):
+class EditPipeline(MemberPipeline):
     """Text encoders + projector, the source-conditioned backbone and the TAE; ``__call__`` edits a video."""
+
+    SETTINGS = ("num_steps", "schedule", "guidance_scale")
+    FOLDER = "Edit model"
 
     def __init__(
         self,
@@ -91,28 +89,6 @@ class EditPipeline(Components):
         variant = MovieGenTransformer.from_base(base.transformer, in_channels=2 * c.out_channels,
                                                 num_tasks=max(NUM_TASKS, c.num_tasks))  # fmt: skip
         return cls(base.text, variant, base.tae, **defaults)
-
-    # -- saving and loading
-
-    def save_pretrained(self, path: str | Path, dtype: torch.dtype | None = None) -> Path:
-        with atomic_dir(path) as tmp:
-            extra = {"num_steps": self.num_steps, "schedule": self.schedule,
-                     "guidance_scale": self.guidance_scale}  # fmt: skip
-            write_components(tmp, self, extra, dtype)
-        return Path(path)
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path) -> EditPipeline:
-        path = Path(path)
-        if not path.is_dir():
-            raise MovieGenError(f"Edit model folder not found: {path}")
-        index = read_index(path, cls.__name__)
-        parts = read_components(path, index)
-        keys = ("num_steps", "schedule", "guidance_scale")
-        try:
-            return cls(**parts, **{k: index[k] for k in keys if k in index})
-        except MovieGenError as e:
-            raise MovieGenError(f"{path / INDEX_NAME}: {e}") from None
 
     # -- editing
 

@@ -259,6 +259,33 @@ class Components:
         return cfg.max_height_patches * ph * c, cfg.max_width_patches * pw * c
 
 
+class MemberPipeline(Components):
+    """A post-trained member of the cast (upsampler, Edit): its components plus the sampling defaults
+    named in ``SETTINGS``, which ``save_pretrained`` writes into ``model_index.json`` (as attributes of the
+    same names) and ``from_pretrained`` passes back to the constructor. ``FOLDER`` names the folder kind
+    in the not-found error."""
+
+    SETTINGS: tuple[str, ...] = ()
+    FOLDER: str = "model"
+
+    def save_pretrained(self, path: str | Path, dtype: torch.dtype | None = None) -> Path:
+        with atomic_dir(path) as tmp:
+            write_components(tmp, self, {k: getattr(self, k) for k in self.SETTINGS}, dtype)
+        return Path(path)
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path):
+        path = Path(path)
+        if not path.is_dir():
+            raise MovieGenError(f"{cls.FOLDER} folder not found: {path}")
+        index = read_index(path, cls.__name__)
+        parts = read_components(path, index)
+        try:
+            return cls(**parts, **{k: index[k] for k in cls.SETTINGS if k in index})
+        except MovieGenError as e:
+            raise MovieGenError(f"{path / INDEX_NAME}: {e}") from None
+
+
 class MovieGenPipeline(Components):
     """Text encoders + projector, backbone and TAE, with diffusers-style saving and loading."""
 

@@ -34,15 +34,10 @@ from moviegen.models.tae import TAE
 from moviegen.models.text import TextConditioner
 from moviegen.models.transformer import MovieGenTransformer
 from moviegen.pipeline import (
-    INDEX_NAME,
-    Components,
+    MemberPipeline,
     MovieGenPipeline,
     check_guidance_scale,
-    read_components,
-    read_index,
-    write_components,
 )
-from moviegen.pretrained import atomic_dir
 
 DEFAULT_UPSAMPLER = Path(__file__).parent / "weights" / "upsampler"  # shipped by ``moviegen train upsampler``
 PAPER_STEPS, PAPER_WINDOW, PAPER_OVERLAP = 20, 14, 4
@@ -89,8 +84,11 @@ def _check_color_fix(sigma: float) -> float:
     return float(sigma)
 
 
-class UpsamplerPipeline(Components):
+class UpsamplerPipeline(MemberPipeline):
     """Text encoders + projector, the conditioned backbone and the TAE; ``__call__`` upsamples one video."""
+
+    SETTINGS = ("scale", "num_steps", "window", "overlap", "guidance_scale", "color_fix")
+    FOLDER = "upsampler"
 
     def __init__(
         self,
@@ -148,29 +146,6 @@ class UpsamplerPipeline(Components):
             raise MovieGenError(
                 f"window {window} latent frames is longer than the model's {tables} positions"
             )
-
-    # -- saving and loading
-
-    def save_pretrained(self, path: str | Path, dtype: torch.dtype | None = None) -> Path:
-        with atomic_dir(path) as tmp:
-            extra = {"scale": self.scale, "num_steps": self.num_steps, "window": self.window,
-                     "overlap": self.overlap, "guidance_scale": self.guidance_scale,
-                     "color_fix": self.color_fix}  # fmt: skip
-            write_components(tmp, self, extra, dtype)
-        return Path(path)
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path) -> UpsamplerPipeline:
-        path = Path(path)
-        if not path.is_dir():
-            raise MovieGenError(f"upsampler folder not found: {path}")
-        index = read_index(path, cls.__name__)
-        parts = read_components(path, index)
-        keys = ("scale", "num_steps", "window", "overlap", "guidance_scale", "color_fix")
-        try:
-            return cls(**parts, **{k: index[k] for k in keys if k in index})
-        except MovieGenError as e:
-            raise MovieGenError(f"{path / INDEX_NAME}: {e}") from None
 
     # -- upsampling
 

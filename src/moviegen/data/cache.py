@@ -524,6 +524,17 @@ class CacheItem:
     tensors: dict[str, Tensor] = field(default_factory=dict)
 
 
+def text_states(text, prompt: str) -> list[tuple[Tensor, Tensor]]:
+    """A :class:`CacheItem`'s ``text`` for one prompt: each frozen encoder's raw states of a
+    :class:`~moviegen.models.text.TextConditioner`, cut to the prompt's real tokens, float32."""
+    states = []
+    with torch.inference_mode():
+        for hidden, mask in text.encode_raw([prompt]):
+            n = int(mask[0].sum())
+            states.append((hidden[0, :n].float(), mask[0, :n]))
+    return states
+
+
 def collate_tensors(items: Sequence[CacheItem]) -> dict[str, Tensor]:
     """Stack the named tensors every item of a batch holds (all items must hold the same names)."""
     names = {tuple(sorted(it.tensors)) for it in items}

@@ -50,7 +50,7 @@ import torch
 
 from moviegen import flow
 from moviegen.config import Config, require
-from moviegen.data.cache import CacheItem, MemoryCache
+from moviegen.data.cache import CacheItem, MemoryCache, text_states
 from moviegen.data.edits import (
     BENCH_TASKS,
     animate,
@@ -181,14 +181,9 @@ class _Encoder:
         tae = self.pipe.tae
         return tae.normalize(tae.encode(video[None].float()).float())[0]
 
-    @torch.inference_mode()
     def text(self, text: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
         if text not in self.texts:
-            raw = []
-            for hidden, mask in self.pipe.text.encode_raw([text]):
-                n = int(mask[0].sum())
-                raw.append((hidden[0, :n].float(), mask[0, :n]))
-            self.texts[text] = raw
+            self.texts[text] = text_states(self.pipe.text, text)
         return self.texts[text]
 
     def pair(self, source: torch.Tensor, target: torch.Tensor, text: str, bucket: str, i: int) -> CacheItem:

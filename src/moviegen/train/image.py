@@ -34,7 +34,7 @@ import torch
 
 from moviegen.config import Config, require
 from moviegen.curate.visual import classical_scores
-from moviegen.data.cache import CacheItem, write_cache
+from moviegen.data.cache import CacheItem, text_states, write_cache
 from moviegen.data.world import COLORS, MOTIONS, SHAPES, World, WorldConfig, is_held_out
 from moviegen.files import write_atomic
 from moviegen.models.tae import TAE
@@ -125,11 +125,7 @@ def encode_images(base: MovieGenPipeline, images: list) -> list[CacheItem]:
     items = []
     for i, clip in enumerate(images):
         latent = base.tae.normalize(base.tae.encode(clip.video[None]).float())[0]
-        raw = []
-        for hidden, mask in base.text.encode_raw([clip.caption]):
-            n = int(mask[0].sum())
-            raw.append((hidden[0, :n].float(), mask[0, :n]))
-        items.append(CacheItem(latent, raw, clip.caption, "image", i))
+        items.append(CacheItem(latent, text_states(base.text, clip.caption), clip.caption, "image", i))
     return items
 
 
