@@ -315,6 +315,21 @@ def train_edit_command(
     run_member_recipe(EditRecipe, train_edit, out, quick, base, None, device, stages=chosen)
 
 
+@train_app.command("personalize")
+def train_personalize_command(
+    out: Annotated[
+        Path, typer.Option("--out", help="Output folder (stage1-3/, paired-only/, pipeline/, analyzer/, run_*/).")
+    ],
+    quick: QuickRecipe = False,
+    base: BaseModel = None,
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
+) -> None:
+    """Train personalized text-to-video (PT2V, paper §5) on the world's people: three stages + ablation."""
+    from moviegen.train.personalize import PersonalizeRecipe, train_personalize
+
+    run_member_recipe(PersonalizeRecipe, train_personalize, out, quick, base, None, device)
+
+
 def run_member_recipe(
     recipe_class, train_fn, out: Path, quick: bool, base, steps, device: str, **options
 ) -> None:
@@ -382,6 +397,55 @@ def eval_edit_command(
         typer.echo(f"  {'task':<12}{'edit %':>9}{'keep %':>9}{'both %':>9}{'PSNR':>8}")
         for task, r in table.items():
             typer.echo(f"  {task:<12}{r['edit']:>9.1f}{r['preserve']:>9.1f}{r['both']:>9.1f}{r['psnr']:>8.2f}")
+
+
+@eval_app.command("personalize")
+def eval_personalize_command(
+    model: Annotated[
+        list[Path] | None, typer.Option(help="PersonalizedPipeline folder(s) (default: the shipped one).")
+    ] = None,
+    identities: Annotated[int, typer.Option(help="Held-out identities (two cases each).")] = 21,
+    phrasing: Annotated[str, typer.Option(help="train | paraphrase (evaluation-only phrasings)")] = "train",
+    steps: Annotated[int | None, typer.Option(help="Euler steps (default: each model's own).")] = None,
+    analyzer: Annotated[
+        Path | None, typer.Option(help="People-analyzer folder (default: the shipped one).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Also write the JSON report here.")] = None,
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
+) -> None:
+    """Held-out identities: identity similarity and retrieval, prompt following, copy-paste (with baselines)."""
+    import json
+
+    from moviegen.devices import resolve_device
+    from moviegen.eval import personalize as bench
+    from moviegen.eval.people import DEFAULT_ANALYZER, PeopleAnalyzer
+    from moviegen.files import check_output_file, write_atomic
+    from moviegen.personalize import DEFAULT_PERSONALIZED_MODEL, PersonalizedPipeline
+
+    if not 2 <= identities <= 1000:
+        raise MovieGenError(f"--identities must be in [2, 1000], got {identities}")
+    if phrasing not in ("train", "paraphrase"):
+        raise MovieGenError(f"--phrasing must be train or paraphrase, got {phrasing!r}")
+    if out is not None:
+        check_output_file(out, "report")
+    judge = PeopleAnalyzer.load(analyzer or DEFAULT_ANALYZER)
+    folders = model or [DEFAULT_PERSONALIZED_MODEL]
+    pipes = [(str(f), PersonalizedPipeline.from_pretrained(f).to(resolve_device(device))) for f in folders]
+    cases = bench.cases(identities, phrasing=phrasing)
+    table = bench.gallery(judge, cases)
+    rows = bench.baselines(cases, judge, table)
+    with progress() as bar:
+        for name, pipe in pipes:
+            task = bar.add_task(f"generating ({Path(name).name})", total=len(cases), status="")
+            videos = bench.generate_cases(pipe, cases, steps, progress=lambda i, n, t=task: bar.update(t, completed=i))
+            rows[name] = bench.score(videos, cases, judge, table)
+    report = {"phrasing": phrasing, "identities": identities, "rows": rows}
+    if out is not None:
+        write_atomic(out, json.dumps(report, indent=1) + "\n")
+    typer.echo(f"{'':<34}{'id cos':>8}{'top-1 %':>9}{'action %':>10}{'copy':>7}   ({phrasing} phrasing, "
+               f"{len(cases)} cases, {identities} held-out identities)")  # fmt: skip
+    for name, r in rows.items():
+        typer.echo(f"{name[-34:]:<34}{r['identity_cos']:>8.3f}{r['retrieval']:>9.1f}{r['action']:>10.1f}{r['copy']:>7.2f}")
 
 
 @eval_app.command("world")
@@ -785,9 +849,15 @@ def generate(
     upsampler: Annotated[
         Path | None, typer.Option(help="UpsamplerPipeline folder for --upsample (default: the shipped one).")
     ] = None,
+    reference: Annotated[
+        Path | None,
+        typer.Option(help="A face image (PNG/JPEG): generate a video of that person (PT2V, §5; default "
+                     "model: the shipped personalization model)."),
+    ] = None,  # fmt: skip
     device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
 ) -> None:
-    """Generate a video from a text prompt and write it as an MP4 (``--upsample``: at twice the size)."""
+    """Generate a video from a text prompt and write it as an MP4 (``--upsample``: at twice the size;
+    ``--reference FACE.png``: of the person in the image)."""
     from moviegen.files import check_output_file
     from moviegen.pipeline import GenerationRequest
 
@@ -798,6 +868,13 @@ def generate(
     as_png = out.suffix.lower() == ".png"
     if as_png and frames != 1:
         raise MovieGenError(f"a PNG holds one frame: use --frames 1, or an .mp4 path for {frames} frames")
+    if reference is not None:
+        if camera is not None or rewrite:
+            raise MovieGenError("--camera and --rewrite are not available with --reference")
+        up = load_upsampler(upsampler, device) if upsample else None
+        request = (frames, height, width, fps, steps, schedule, guidance, seed)
+        _personalized_to_file(model, reference, prompt, out, request, up, device)
+        return
     pipe = load_pipeline(default_image_model() if model is None and frames == 1 else model, device)
     up = load_upsampler(upsampler, device) if upsample else None
     if rewriter != "template" or rewriter_url or rewriter_model or rewriter_path:
@@ -840,6 +917,39 @@ def _generate_to_file(pipe, prompt: str, out: Path, request: tuple, rewrite, up,
     typer.echo(
         f"wrote {out} ({video.shape[1]} frames, {video.shape[2]}x{video.shape[3]}, {prepared.fps} fps)"
     )
+
+
+def _personalized_to_file(model, reference: Path, prompt: str, out: Path, request: tuple, up, device: str) -> None:
+    """``moviegen generate --reference``: crop the face, sample with the PT2V model, write MP4 or PNG."""
+    from moviegen.devices import resolve_device
+    from moviegen.personalize import DEFAULT_PERSONALIZED_MODEL, PersonalizedPipeline, read_reference
+    from moviegen.pipeline import merge_prompt_controls
+
+    frames, height, width, fps, steps, schedule, guidance, seed = request
+    image = read_reference(reference)
+    folder = Path(model) if model is not None else DEFAULT_PERSONALIZED_MODEL
+    pipe = PersonalizedPipeline.from_pretrained(folder).to(resolve_device(device))
+    pipe.check_reference(image)  # "no face found" and size errors before sampling
+    if up is not None:
+        up.output_size(height, width)
+    _, prompt_fps, _ = merge_prompt_controls(prompt, fps, None)
+    with progress() as bar:
+        task = bar.add_task("sampling", total=steps, status="")
+        video = pipe(prompt, image, num_frames=frames, height=height, width=width, fps=fps, num_steps=steps,
+                     schedule=schedule, guidance_scale=guidance, seed=seed,
+                     callback=lambda i, n: bar.update(task, completed=i + 1))  # fmt: skip
+        if up is not None:
+            task = bar.add_task("upsampling", total=up.num_steps, status="")
+            video = up(video, seed=seed, callback=lambda i, n: bar.update(task, completed=i + 1))
+    if out.suffix.lower() == ".png":
+        from moviegen.video import write_image
+
+        write_image(out, video)
+        typer.echo(f"wrote {out} ({video.shape[2]}x{video.shape[3]} image of the reference's person)")
+        return
+    rate = prompt_fps or 16
+    pipe.export_mp4(video, out, fps=rate)
+    typer.echo(f"wrote {out} ({video.shape[1]} frames, {video.shape[2]}x{video.shape[3]}, {rate} fps)")
 
 
 @app.command()

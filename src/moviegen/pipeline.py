@@ -201,7 +201,7 @@ def set_guidance_scale(path: str | Path, scale: float) -> None:
 
 
 PIPELINE_KINDS = {"MovieGenPipeline": "a text-to-video model", "UpsamplerPipeline": "a spatial upsampler",
-                  "EditPipeline": "a video Edit model"}
+                  "EditPipeline": "a video Edit model", "PersonalizedPipeline": "a personalization (PT2V) model"}
 """What each pipeline class of the cast is, for the error that names a folder of the wrong kind."""
 
 

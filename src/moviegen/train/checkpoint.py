@@ -601,6 +601,25 @@ def export_pretrained(
     return out
 
 
+def export_reference_encoder(encoder: nn.Module, out: str | Path) -> Path | None:
+    """Write a (possibly sharded) :class:`~moviegen.models.vision.ReferenceEncoder` as its
+    ``from_pretrained`` folder (collective; rank 0 writes; replaced atomically)."""
+    from moviegen.models.vision import CLIPVisionTower, ReferenceEncoder
+
+    state = gather_full_state(encoder)
+    if _rank() != 0:
+        _barrier()
+        return None
+    try:
+        fresh = ReferenceEncoder(CLIPVisionTower(encoder.tower.config), encoder.model_dim,
+                                 encoder.mean.flatten().tolist(), encoder.std.flatten().tolist())  # fmt: skip
+        fresh.load_state_dict(state)
+        fresh.save_pretrained(out)
+    finally:
+        _barrier()
+    return Path(out)
+
+
 # --------------------------------------------------------------------------------------------------------
 # model averaging (SFT model soup)
 

@@ -114,6 +114,14 @@ class TrainConfig(Config):
     lengths differ). ``random_image_frames``: one-latent-frame batches take a random temporal position
     (``frame_offset``; Edit stage 1, paper §6: the first frame's position made video edits collapse).
 
+    Personalization (paper §5): ``reference_encoder`` is a :class:`~moviegen.models.vision.ReferenceEncoder`
+    folder, or a transformers CLIP vision folder (a fresh, zero-initialised projector on it); default: the
+    ``reference/`` folder of ``init_from`` when it has one. With an encoder, items hold a ``reference``
+    image (3, S, S) in [-1, 1]; its tokens are appended to the (text-dropped) text tokens for
+    cross-attention, never dropped (guidance is on the text, the reference rides along both branches as in
+    :func:`~moviegen.flow.sample`). The projector always trains; the vision tower only with
+    ``train_vision_tower`` (the paper's stage 3). The export gains ``reference/``.
+
     Variants (paper §5, §6): with ``init_from``, ``model_overrides`` of ``in_channels`` / ``num_tasks``
     widen the loaded backbone by :meth:`MovieGenTransformer.from_base` (zero-initialised new input channels
     and task rows), so training starts exactly at the base model.
@@ -137,6 +145,8 @@ class TrainConfig(Config):
     expand_positions: tuple[int, ...] = ()
     tae: str = ""
     text_encoders: str = ""
+    reference_encoder: str = ""
+    train_vision_tower: bool = False
     # parallel plan
     dp_replicate: int = 1
     dp_shard: int = -1
@@ -349,10 +359,14 @@ class LRSchedule:
 class TrainModules(nn.Module):
     """Everything trained, as one module (for the optimizer, state dicts and checkpoints)."""
 
-    def __init__(self, transformer: MovieGenTransformer, projector: TextProjector):
+    def __init__(
+        self, transformer: MovieGenTransformer, projector: TextProjector, reference: nn.Module | None = None
+    ):
         super().__init__()
         self.transformer = transformer
         self.projector = projector
+        if reference is not None:
+            self.reference = reference
 
 
 def _mix(*values: int) -> int:
@@ -506,6 +520,8 @@ class InitSource:
     tae_dir: Path | None = None
     text_dir: Path | None = None
     what: str = ""
+    reference_dir: Path | None = None
+    reference_state: dict[str, torch.Tensor] | None = None
 
 
 def resolve_init(path: str | Path) -> InitSource:
@@ -525,6 +541,7 @@ def resolve_init(path: str | Path) -> InitSource:
             raise MovieGenError(f"init_from: checkpoint {path} does not record its transformer config")
         tr = {k.removeprefix("transformer."): v for k, v in state.items() if k.startswith("transformer.")}
         pr = {k.removeprefix("projector."): v for k, v in state.items() if k.startswith("projector.")}
+        ref = {k.removeprefix("reference."): v for k, v in state.items() if k.startswith("reference.")}
         return InitSource(
             TransformerConfig.from_dict(marker["transformer_config"]),
             tr,
@@ -532,6 +549,8 @@ def resolve_init(path: str | Path) -> InitSource:
             Path(marker["tae"]) if marker.get("tae") else None,
             Path(marker["text_encoders"]) if marker.get("text_encoders") else None,
             f"checkpoint {path}",
+            Path(marker["reference_encoder"]) if ref and marker.get("reference_encoder") else None,
+            ref or None,
         )
     if (path / "transformer" / CONFIG_NAME).is_file():
         tdir = path / "transformer"
@@ -546,6 +565,8 @@ def resolve_init(path: str | Path) -> InitSource:
             source.projector_state = load_safetensors(path / "text_projector" / WEIGHTS_NAME)
         if (path / "tae" / CONFIG_NAME).is_file():
             source.tae_dir = path / "tae"
+        if (path / "reference" / CONFIG_NAME).is_file():
+            source.reference_dir = path / "reference"
         return source
     if (path / CONFIG_NAME).is_file() and (path / WEIGHTS_NAME).is_file():
         return InitSource(
@@ -757,7 +778,8 @@ class Trainer:
             projector, mesh=fsdp_mesh(self.mesh), mp_policy=mixed_precision_policy(self.plan, device_type)
         )
         self.projector = projector
-        self.modules = TrainModules(self.model, projector)
+        self.reference, self.reference_dir = self._reference_encoder(init, tcfg.dim, device_type)
+        self.modules = TrainModules(self.model, projector, self.reference)
         self.params = [p for p in self.modules.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
             _param_groups(self.modules, c.weight_decay),
@@ -777,6 +799,7 @@ class Trainer:
             "train_config": c.to_dict(),
             "tae": str(self.tae_dir) if self.tae_dir else None,
             "text_encoders": str(self.text_dir) if self.text_dir else None,
+            "reference_encoder": str(self.reference_dir) if self.reference_dir else None,
         }
         self.checkpointer = ckpt.Checkpointer(
             self.run_dir,
@@ -823,6 +846,42 @@ class Trainer:
         variant = {k: overrides.pop(k) for k in ("in_channels", "num_tasks")
                    if k in overrides and overrides[k] != getattr(base, k)}  # fmt: skip
         return TransformerConfig.from_dict({**base.to_dict(), **overrides}), variant
+
+    def _reference_encoder(self, init: InitSource, dim: int, device_type: str) -> tuple[nn.Module | None, Path | None]:
+        """The personalization reference encoder (see :class:`TrainConfig`), sharded like the projector."""
+        from moviegen.models.vision import ReferenceEncoder
+
+        c = self.config
+        source = Path(c.reference_encoder) if c.reference_encoder else init.reference_dir
+        if source is None:
+            return None, None
+        if not source.is_dir():
+            raise MovieGenError(f"reference_encoder folder not found: {source}")
+        if (source / "vision").is_dir():
+            encoder = ReferenceEncoder.from_pretrained(source)
+        else:
+            encoder = ReferenceEncoder.from_vision_folder(source, dim)
+        if init.reference_state is not None and not c.reference_encoder:
+            load_state_strict(encoder, init.reference_state, f"init_from {c.init_from} (reference encoder)")
+        if encoder.model_dim != dim:
+            raise MovieGenError(f"reference encoder {source} projects to {encoder.model_dim}, not the model's {dim}")
+        encoder.tower.requires_grad_(c.train_vision_tower)
+        encoder.to(self.device)
+        fully_shard(encoder, mesh=fsdp_mesh(self.mesh), mp_policy=mixed_precision_policy(self.plan, device_type))
+        return encoder, source
+
+    def _context(
+        self, tokens: torch.Tensor, mask: torch.Tensor, extra: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Text tokens and mask, with the reference image's tokens appended when the batch has one."""
+        images = extra.pop("reference", None)
+        if images is None:
+            return tokens, mask
+        if self.reference is None:
+            raise MovieGenError("the cache's items hold reference images but no reference_encoder is set")
+        ref = self.reference(images).to(tokens.dtype)
+        ones = torch.ones(ref.shape[:2], dtype=mask.dtype, device=mask.device)
+        return torch.cat([tokens, ref], dim=1), torch.cat([mask, ones], dim=1)
 
     def info(self, message: str) -> None:
         if self.rank == 0:
@@ -890,6 +949,8 @@ class Trainer:
             extra["cond"] = named["cond"].to(self.device, non_blocking=True)
         if "task" in named:
             extra["task"] = named["task"].reshape(-1).round().long().to(self.device)
+        if "reference" in named:
+            extra["reference"] = named["reference"].to(self.device, non_blocking=True)
         return latents, text, extra
 
     def _frame_offset(self, latents: torch.Tensor, step: int, indices: list[int]) -> torch.Tensor | None:
@@ -919,6 +980,7 @@ class Trainer:
         t, noise, mask = sample_draws(
             tuple(latents.shape[1:]), positions, c.seed, step, self.device, mask, c.text_dropout, c.t_location
         )
+        tokens, mask = self._context(tokens, mask, extra)
         loss = flow.flow_matching_loss(
             self.model, latents, tokens, mask, t=t, noise=noise.to(latents.dtype),
             frame_diff_weight=c.frame_diff_weight, **extra,
@@ -984,6 +1046,7 @@ class Trainer:
             t, noise, _ = sample_draws(
                 tuple(latents.shape[1:]), chunk, c.seed + VAL_SEED_OFFSET, 0, self.device
             )
+            tokens, mask = self._context(tokens, mask, extra)
             loss = flow.flow_matching_loss(
                 self.model, latents, tokens, mask, t=t, noise=noise.to(latents.dtype), **extra
             )
@@ -1064,6 +1127,8 @@ class Trainer:
         if text_dir is None:
             text_dir = self._text_dir_from_cache()
         ckpt.export_pretrained(self.model, self.projector, out, tae_dir=self.tae_dir, text_dir=text_dir)
+        if self.reference is not None:
+            ckpt.export_reference_encoder(self.reference, out / "reference")
         self.info(f"exported weights to {out}")
         return out
 
