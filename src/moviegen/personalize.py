@@ -19,7 +19,6 @@ recording ``num_steps``, ``schedule`` and ``guidance_scale`` and every weight's 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,23 +29,19 @@ from moviegen import flow
 from moviegen.data.people import crop, find_face
 from moviegen.devices import autocast
 from moviegen.errors import MovieGenError
-from moviegen.files import read_json
 from moviegen.models.tae import TAE
 from moviegen.models.text import TextConditioner, compose_clip_prompt, merge_prompt_controls
 from moviegen.models.transformer import MovieGenTransformer
 from moviegen.models.vision import ReferenceEncoder
 from moviegen.pipeline import (
     DEFAULT_FPS,
-    INDEX_NAME,
     SCHEDULES,
     GenerationRequest,
     MemberPipeline,
     MovieGenPipeline,
     check_guidance_scale,
-    file_sha256,
     schedule_times,
 )
-from moviegen.pretrained import WEIGHTS_NAME, atomic_dir
 
 DEFAULT_PERSONALIZED_MODEL = Path(__file__).parent / "weights" / "personalize"  # ``moviegen train personalize``
 MAX_REFERENCE_PIXELS = 4096 * 4096
@@ -98,6 +93,7 @@ class PersonalizedPipeline(MemberPipeline):
     """Text encoders + projector, the backbone, the TAE and the reference encoder; ``__call__`` generates."""
 
     SETTINGS = ("num_steps", "schedule", "guidance_scale")
+    PARTS = {"reference": ReferenceEncoder}
     FOLDER = "PT2V model"
 
     def __init__(
@@ -138,43 +134,6 @@ class PersonalizedPipeline(MemberPipeline):
             base = MovieGenPipeline.from_pretrained(base)
         return cls(base.text, base.transformer, base.tae, reference, **defaults)
 
-    def to(self, device: str | torch.device):
-        super().to(device)
-        self.reference.to(device)
-        return self
-
-    # -- folders
-
-    def save_pretrained(self, path: str | Path, dtype: torch.dtype | None = None) -> Path:
-        from moviegen.pipeline import write_components
-
-        with atomic_dir(path) as tmp:
-            write_components(tmp, self, {k: getattr(self, k) for k in self.SETTINGS}, dtype)
-            self.reference.save_pretrained(tmp / "reference", dtype)
-            index = read_json(tmp / INDEX_NAME)
-            index["reference"] = "ReferenceEncoder"
-            for name in (f"reference/{WEIGHTS_NAME}", f"reference/vision/{WEIGHTS_NAME}"):
-                index["weights_sha256"][name] = file_sha256(tmp / name)
-            (tmp / INDEX_NAME).write_text(json.dumps(index, indent=2) + "\n")
-        return Path(path)
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path) -> PersonalizedPipeline:
-        from moviegen.pipeline import read_components, read_index
-
-        path = Path(path)
-        if not path.is_dir():
-            raise MovieGenError(f"{cls.FOLDER} folder not found: {path}")
-        index = read_index(path, cls.__name__)
-        parts = read_components(path, index)
-        if index.get("reference") != "ReferenceEncoder":
-            raise MovieGenError(f"{path / INDEX_NAME}: component 'reference' must be a ReferenceEncoder")
-        parts["reference"] = ReferenceEncoder.from_pretrained(path / "reference")
-        try:
-            return cls(**parts, **{k: index[k] for k in cls.SETTINGS if k in index})
-        except MovieGenError as e:
-            raise MovieGenError(f"{path / INDEX_NAME}: {e}") from None
-
     export_mp4 = staticmethod(MovieGenPipeline.export_mp4)
 
     # -- sampling
@@ -211,8 +170,8 @@ class PersonalizedPipeline(MemberPipeline):
         schedule = self.schedule if schedule is None else schedule
         guidance = self.guidance_scale if guidance_scale is None else check_guidance_scale(guidance_scale)
         GenerationRequest(prompt, num_frames, height, width, fps, steps, schedule, guidance, seed).validate()
-        shape = MovieGenPipeline.latent_shape(self, num_frames, height, width)
-        MovieGenPipeline._check_fits(self, num_frames, shape)
+        shape = self.latent_shape(num_frames, height, width)
+        self._check_fits(num_frames, shape)
         face = prepare_reference(reference, self.reference.image_size, box)
         text, fps, camera = merge_prompt_controls(prompt, fps, None)
         encoded = compose_clip_prompt(text, num_frames, DEFAULT_FPS if fps is None else fps, camera)

@@ -177,16 +177,23 @@ def verify_weights(path: Path, index: dict) -> None:
             )
 
 
-def write_components(folder: Path, pipeline: object, extra: dict, dtype: torch.dtype | None) -> None:
-    """Save a pipeline's ``text``/``transformer``/``tae`` folders into ``folder`` and its index: class name,
-    version, component classes, ``extra`` keys and the SHA-256 of every weight file (shared by every
-    pipeline of the cast)."""
+def write_components(
+    folder: Path, pipeline: object, extra: dict, dtype: torch.dtype | None, parts: dict[str, type] | None = None
+) -> None:
+    """Save a pipeline's ``text``/``transformer``/``tae`` folders (and its extra ``parts``, e.g. PT2V's
+    ``reference``) into ``folder`` and its index: class name, version, component classes, ``extra`` keys and
+    the SHA-256 of every weight file (shared by every pipeline of the cast)."""
     pipeline.text.save_pretrained(folder / "text")
     pipeline.transformer.save_pretrained(folder / "transformer", dtype=dtype)
     pipeline.tae.save_pretrained(folder / "tae", dtype=dtype)
+    parts = parts or {}
+    for name in parts:
+        getattr(pipeline, name).save_pretrained(folder / name, dtype=dtype)
     index = {"_class_name": type(pipeline).__name__, "moviegen_version": __version__}
-    index |= {name: cls.__name__ for name, cls in COMPONENTS.items()} | extra
-    weights = sorted(f.relative_to(folder).as_posix() for f in folder.glob(f"*/{WEIGHTS_NAME}"))
+    index |= {name: cls.__name__ for name, cls in (COMPONENTS | parts).items()} | extra
+    files = set(folder.glob(f"*/{WEIGHTS_NAME}"))
+    files |= {f for name in parts for f in (folder / name).rglob(WEIGHTS_NAME)}  # e.g. reference/vision/
+    weights = sorted(f.relative_to(folder).as_posix() for f in files)
     index["weights_sha256"] = {name: file_sha256(folder / name) for name in weights}
     (folder / INDEX_NAME).write_text(json.dumps(index, indent=2) + "\n")
 
@@ -221,12 +228,12 @@ def read_index(path: str | Path, kind: str = "MovieGenPipeline") -> dict:
     return index
 
 
-def read_components(path: Path, index: dict) -> dict:
-    """The ``text`` / ``transformer`` / ``tae`` components of a pipeline folder whose checked ``index``
-    names them (their weights verified against the index's checksums first)."""
+def read_components(path: Path, index: dict, extra_parts: dict[str, type] | None = None) -> dict:
+    """The ``text`` / ``transformer`` / ``tae`` components (and ``extra_parts``) of a pipeline folder whose
+    checked ``index`` names them (their weights verified against the index's checksums first)."""
     verify_weights(path, index)
     parts = {}
-    for name, component in COMPONENTS.items():
+    for name, component in (COMPONENTS | (extra_parts or {})).items():
         if index.get(name) != component.__name__:
             raise MovieGenError(f"{path / INDEX_NAME}: component {name!r} must be a {component.__name__}")
         parts[name] = component.from_pretrained(path / name)
@@ -234,17 +241,19 @@ def read_components(path: Path, index: dict) -> dict:
 
 
 class Components:
-    """What every pipeline of the cast shares: its ``text``, ``transformer`` and ``tae`` move together, and
-    the backbone's positional tables bound the frame size it can make."""
+    """What every pipeline of the cast shares: its ``text``, ``transformer``, ``tae`` (and ``PARTS``) move
+    together, and the backbone's positional tables bound the latent shape it can make."""
 
     text: TextConditioner
     transformer: MovieGenTransformer
     tae: TAE
+    PARTS: dict[str, type] = {}
+    """Components beyond the three, by attribute (= folder) name and class (PT2V's ``reference``)."""
 
     def to(self, device: str | torch.device):
         """Move every component to ``device`` (``resolve_device`` names one; bf16 autocast on CUDA)."""
-        for module in (self.text, self.transformer, self.tae):
-            module.to(device)
+        for name in (*COMPONENTS, *self.PARTS):
+            getattr(self, name).to(device)
         return self
 
     @property
@@ -258,19 +267,37 @@ class Components:
         _, ph, pw = cfg.patch_size
         return cfg.max_height_patches * ph * c, cfg.max_width_patches * pw * c
 
+    def latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, int, int, int]:
+        c = self.tae.compression
+        return (self.tae.config.latent_channels, -(-num_frames // c), height // c, width // c)
+
+    def _check_fits(self, num_frames: int, shape: tuple[int, int, int, int]) -> None:
+        cfg = self.transformer.config
+        _, t, h, w = shape
+        pt, ph, pw = cfg.patch_size
+        grid = (-(-t // pt), h // ph, w // pw)
+        limits = (cfg.max_latent_frames, cfg.max_height_patches, cfg.max_width_patches)
+        if any(g > m for g, m in zip(grid, limits, strict=True)):
+            c = self.tae.compression
+            max_h, max_w = self.max_size
+            raise MovieGenError(
+                f"this model generates at most {cfg.max_latent_frames * pt * c} frames of "
+                f"{max_h}x{max_w} px (asked for {num_frames} frames at {h * c}x{w * c})"
+            )
+
 
 class MemberPipeline(Components):
-    """A post-trained member of the cast (upsampler, Edit): its components plus the sampling defaults
-    named in ``SETTINGS``, which ``save_pretrained`` writes into ``model_index.json`` (as attributes of the
-    same names) and ``from_pretrained`` passes back to the constructor. ``FOLDER`` names the folder kind
-    in the not-found error."""
+    """A post-trained member of the cast (upsampler, Edit, PT2V): its components (with its ``PARTS``) plus
+    the sampling defaults named in ``SETTINGS``, which ``save_pretrained`` writes into ``model_index.json``
+    (as attributes of the same names) and ``from_pretrained`` passes back to the constructor. ``FOLDER``
+    names the folder kind in the not-found error."""
 
     SETTINGS: tuple[str, ...] = ()
     FOLDER: str = "model"
 
     def save_pretrained(self, path: str | Path, dtype: torch.dtype | None = None) -> Path:
         with atomic_dir(path) as tmp:
-            write_components(tmp, self, {k: getattr(self, k) for k in self.SETTINGS}, dtype)
+            write_components(tmp, self, {k: getattr(self, k) for k in self.SETTINGS}, dtype, self.PARTS)
         return Path(path)
 
     @classmethod
@@ -279,7 +306,7 @@ class MemberPipeline(Components):
         if not path.is_dir():
             raise MovieGenError(f"{cls.FOLDER} folder not found: {path}")
         index = read_index(path, cls.__name__)
-        parts = read_components(path, index)
+        parts = read_components(path, index, cls.PARTS)
         try:
             return cls(**parts, **{k: index[k] for k in cls.SETTINGS if k in index})
         except MovieGenError as e:
@@ -359,10 +386,6 @@ class MovieGenPipeline(Components):
         return cls(**read_components(path, index), guidance_scale=guidance, caption_style=style)
 
     # -- sampling
-
-    def latent_shape(self, num_frames: int, height: int, width: int) -> tuple[int, int, int, int]:
-        c = self.tae.compression
-        return (self.tae.config.latent_channels, -(-num_frames // c), height // c, width // c)
 
     @torch.inference_mode()
     def __call__(
@@ -474,20 +497,6 @@ class MovieGenPipeline(Components):
             )
         return PreparedPrompt(new_text, fps, new_camera, prompt, (new_text, new_camera) != (text, camera),
                               dropped, in_style, notes, num_frames)  # fmt: skip
-
-    def _check_fits(self, num_frames: int, shape: tuple[int, int, int, int]) -> None:
-        cfg = self.transformer.config
-        _, t, h, w = shape
-        pt, ph, pw = cfg.patch_size
-        grid = (-(-t // pt), h // ph, w // pw)
-        limits = (cfg.max_latent_frames, cfg.max_height_patches, cfg.max_width_patches)
-        if any(g > m for g, m in zip(grid, limits, strict=True)):
-            c = self.tae.compression
-            max_h, max_w = self.max_size
-            raise MovieGenError(
-                f"this model generates at most {cfg.max_latent_frames * pt * c} frames of "
-                f"{max_h}x{max_w} px (asked for {num_frames} frames at {h * c}x{w * c})"
-            )
 
     @staticmethod
     def export_mp4(frames: Tensor, path: str | Path, fps: float = 16) -> Path:

@@ -35,7 +35,6 @@ from moviegen.data.people import (
     People,
     PeopleClip,
     crop,
-    face_box,
     find_face,
     reference_still,
     render_clip,
@@ -263,11 +262,3 @@ def copy_distance(states: Tensor, reference: Tensor) -> float:
     idx = [STATE_KEYS.index(k) for k in COPY_KEYS]
     scale = torch.tensor([spread[k] for k in COPY_KEYS])
     return float(((states[:, idx] - reference[idx]).abs() / scale).mean())
-
-
-def reference_crop_box(clip: PeopleClip, frame: int = 0) -> tuple[float, float, float]:
-    """Where a world frame's face is, by the crop rule (the world's own box if the rule fails)."""
-    try:
-        return find_face(clip.video[:, frame])
-    except MovieGenError:
-        return face_box(clip.poses[frame], clip.person)

@@ -178,15 +178,18 @@ class ReferenceEncoder(nn.Module):
     def image_size(self) -> int:
         return self.tower.config.image_size
 
-    def forward(self, images: Tensor) -> Tensor:
+    def pixels(self, images: Tensor) -> Tensor:
+        """Images (B, 3, H, W) in [-1, 1] → the tower's input: resized to its size, normalised (float32)."""
         if images.ndim != 4 or images.shape[1] != 3:
             raise MovieGenError(f"reference images must have shape (B, 3, H, W), got {tuple(images.shape)}")
         s = self.image_size
         x = (images.float() + 1) / 2
         if x.shape[-2:] != (s, s):
             x = F.interpolate(x, size=(s, s), mode="bilinear", antialias=True, align_corners=False)
-        dtype = self.projection[0].weight.dtype
-        x = ((x - self.mean) / self.std).to(dtype)
+        return (x - self.mean) / self.std
+
+    def forward(self, images: Tensor) -> Tensor:
+        x = self.pixels(images).to(self.projection[0].weight.dtype)
         return self.projection(self.tower(x))
 
     def save_pretrained(self, path: str | Path, dtype: torch.dtype | None = None) -> Path:

@@ -168,7 +168,7 @@ def pretrain_tower(
     torch.manual_seed(recipe.seed + 21)
     tower = CLIPVisionTower(VisionConfig())
     people = People(recipe.identities, recipe.size, 1, seed=recipe.seed + 13)
-    encoder = ReferenceEncoder(tower, 1)  # for its resize and normalisation
+    encoder = ReferenceEncoder(tower, 1)  # for its pixel normalisation
     image_head = torch.nn.Linear(tower.config.hidden_size, 128)
     text_head = torch.nn.Linear(int(text.encode_raw(["x"])[0][0].shape[-1]), 128)
     scale = torch.nn.Parameter(torch.tensor(2.6))
@@ -188,9 +188,7 @@ def pretrain_tower(
         lr = recipe.tower_lr * min(1.0, (step + 1) / 20) * 0.5 * (1 + np.cos(np.pi * step / recipe.tower_steps))
         for group in opt.param_groups:
             group["lr"] = lr
-        x = (faces + 1) / 2
-        x = (x - encoder.mean) / encoder.std
-        img = F.normalize(image_head(tower(x)[:, 0]), dim=-1)
+        img = F.normalize(image_head(tower(encoder.pixels(faces))[:, 0]), dim=-1)
         txt = F.normalize(text_head(torch.stack([cache[t] for t in texts])), dim=-1)
         logits = scale.exp().clamp(max=100) * img @ txt.T
         same = torch.tensor([[a == b for b in texts] for a in texts], dtype=torch.float32)
@@ -258,7 +256,7 @@ def generate_batch(
     """Several samples in one batched sampling: face crops (N, 3, S, S), prompts as captions are written
     (with their FPS prefix) → videos (N, 3, frames, size, size)."""
     size = pipe.max_size[0]
-    shape = MovieGenPipeline.latent_shape(pipe, frames, size, size)
+    shape = pipe.latent_shape(frames, size, size)
     noise = torch.randn((len(prompts), *shape), generator=torch.Generator().manual_seed(seed))
     tokens, mask = pipe.text(list(prompts))
     x1 = flow.sample(pipe.transformer, noise, tokens, mask, schedule_times(pipe.schedule, steps), guidance,
