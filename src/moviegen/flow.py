@@ -181,6 +181,20 @@ def window_starts(length: int, window: int, overlap: int) -> list[int]:
     return starts
 
 
+WINDOW_WEIGHTS = ("uniform", "triangular")
+
+
+def window_weights_for(span: int, kind: str = "uniform") -> torch.Tensor:
+    """Per-frame fusion weights of one MultiDiffusion window of ``span`` frames: all ones (``uniform``), or
+    ``triangular``: ``min(j + 1, span − j)`` for frame j, rising linearly from the edges to the centre."""
+    if kind not in WINDOW_WEIGHTS:
+        raise MovieGenError(f"unknown window weights {kind!r} (choose from {', '.join(WINDOW_WEIGHTS)})")
+    if kind == "uniform":
+        return torch.ones(span)
+    j = torch.arange(span, dtype=torch.float32)
+    return torch.minimum(j + 1, span - j)
+
+
 def _repeat_kwargs(kwargs: dict[str, Any], batch: int) -> dict[str, Any]:
     """Duplicate per-sample tensor kwargs (first dim = batch) for the batched unconditional branch."""
     return {
@@ -203,6 +217,7 @@ def sample(
     context: tuple[torch.Tensor, torch.Tensor] | None = None,
     window: int | None = None,
     overlap: int = 0,
+    window_weights: str = "uniform",
     **model_kwargs: Any,
 ) -> torch.Tensor:
     """Euler-integrate dx/dt = u(x, t) from ``times[0]`` (noise) to ``times[-1]`` (data); returns x1.
@@ -225,7 +240,9 @@ def sample(
     runs on each window (seeing it as a clip of its own, positions from 0) and each frame's velocity is the
     average of the velocities of the windows that cover it. The Euler update then uses the fused velocity,
     so overlapping windows agree at every step. ``overlap = 0`` samples independent windows side by side
-    (the ablation). Memory grows with the window, not the clip.
+    (the ablation). Memory grows with the window, not the clip. ``window_weights`` ``"triangular"`` weights
+    each window's velocity by :func:`window_weights_for` (highest at its centre, small at its edges) instead of
+    a plain average: Movie Gen Audio's extension (paper §7), where a window's edge frames see least context.
     """
     times = torch.as_tensor(times, dtype=torch.float64)
     if times.ndim != 1 or times.numel() < 2:
@@ -261,6 +278,7 @@ def sample(
     frames = noise.shape[2]
     starts = window_starts(frames, window, overlap) if window is not None else [0]
     span = frames if window is None else min(window, frames)
+    weight = window_weights_for(span, window_weights).to(noise.device, noise.dtype)
     x = noise
     num_steps = times.numel() - 1
     for i in range(num_steps):
@@ -273,9 +291,10 @@ def sample(
             count = torch.zeros(frames, device=x.device, dtype=x.dtype)
             for s in starts:
                 part = None if cond is None else cond[:, :, s : s + span]
-                u[:, :, s : s + span] += velocity(x[:, :, s : s + span], t, part).to(x.dtype)
-                count[s : s + span] += 1
-            u = u / count.view(1, 1, -1, 1, 1)
+                v = velocity(x[:, :, s : s + span], t, part).to(x.dtype)
+                u[:, :, s : s + span] += v * weight.view(1, 1, -1, *([1] * (x.ndim - 3)))
+                count[s : s + span] += weight
+            u = u / count.view(1, 1, -1, *([1] * (x.ndim - 3)))
         x = x + dt * u
         if callback is not None:
             callback(i, num_steps)

@@ -178,19 +178,27 @@ def verify_weights(path: Path, index: dict) -> None:
 
 
 def write_components(
-    folder: Path, pipeline: object, extra: dict, dtype: torch.dtype | None, parts: dict[str, type] | None = None
+    folder: Path,
+    pipeline: object,
+    extra: dict,
+    dtype: torch.dtype | None,
+    parts: dict[str, type] | None = None,
+    base: dict[str, type] | None = None,
 ) -> None:
-    """Save a pipeline's ``text``/``transformer``/``tae`` folders (and its extra ``parts``, e.g. PT2V's
-    ``reference``) into ``folder`` and its index: class name, version, component classes, ``extra`` keys and
-    the SHA-256 of every weight file (shared by every pipeline of the cast)."""
-    pipeline.text.save_pretrained(folder / "text")
-    pipeline.transformer.save_pretrained(folder / "transformer", dtype=dtype)
-    pipeline.tae.save_pretrained(folder / "tae", dtype=dtype)
+    """Save a pipeline's ``text``/``transformer``/``tae`` folders (``base``: another set of components, e.g.
+    Audio's) and its extra ``parts`` (e.g. PT2V's ``reference``) into ``folder`` and its index: class name,
+    version, component classes, ``extra`` keys and the SHA-256 of every weight file (shared by every
+    pipeline of the cast). The text conditioner keeps its own precision; ``dtype`` applies to the rest."""
     parts = parts or {}
-    for name in parts:
-        getattr(pipeline, name).save_pretrained(folder / name, dtype=dtype)
+    components = (COMPONENTS if base is None else base) | parts
+    for name in components:
+        module = getattr(pipeline, name)
+        if isinstance(module, TextConditioner):
+            module.save_pretrained(folder / name)
+        else:
+            module.save_pretrained(folder / name, dtype=dtype)
     index = {"_class_name": type(pipeline).__name__, "moviegen_version": __version__}
-    index |= {name: cls.__name__ for name, cls in (COMPONENTS | parts).items()} | extra
+    index |= {name: cls.__name__ for name, cls in components.items()} | extra
     files = set(folder.glob(f"*/{WEIGHTS_NAME}"))
     files |= {f for name in parts for f in (folder / name).rglob(WEIGHTS_NAME)}  # e.g. reference/vision/
     weights = sorted(f.relative_to(folder).as_posix() for f in files)
@@ -208,7 +216,8 @@ def set_guidance_scale(path: str | Path, scale: float) -> None:
 
 
 PIPELINE_KINDS = {"MovieGenPipeline": "a text-to-video model", "UpsamplerPipeline": "a spatial upsampler",
-                  "EditPipeline": "a video Edit model", "PersonalizedPipeline": "a personalization (PT2V) model"}
+                  "EditPipeline": "a video Edit model", "PersonalizedPipeline": "a personalization (PT2V) model",
+                  "AudioPipeline": "a Movie Gen Audio model"}
 """What each pipeline class of the cast is, for the error that names a folder of the wrong kind."""
 
 
@@ -228,12 +237,15 @@ def read_index(path: str | Path, kind: str = "MovieGenPipeline") -> dict:
     return index
 
 
-def read_components(path: Path, index: dict, extra_parts: dict[str, type] | None = None) -> dict:
-    """The ``text`` / ``transformer`` / ``tae`` components (and ``extra_parts``) of a pipeline folder whose
-    checked ``index`` names them (their weights verified against the index's checksums first)."""
+def read_components(
+    path: Path, index: dict, extra_parts: dict[str, type] | None = None, base: dict[str, type] | None = None
+) -> dict:
+    """The ``text`` / ``transformer`` / ``tae`` components (or ``base``'s) and ``extra_parts`` of a pipeline
+    folder whose checked ``index`` names them (their weights verified against the index's checksums
+    first)."""
     verify_weights(path, index)
     parts = {}
-    for name, component in (COMPONENTS | (extra_parts or {})).items():
+    for name, component in ((COMPONENTS if base is None else base) | (extra_parts or {})).items():
         if index.get(name) != component.__name__:
             raise MovieGenError(f"{path / INDEX_NAME}: component {name!r} must be a {component.__name__}")
         parts[name] = component.from_pretrained(path / name)
@@ -247,12 +259,14 @@ class Components:
     text: TextConditioner
     transformer: MovieGenTransformer
     tae: TAE
+    COMPONENTS: dict[str, type] = COMPONENTS
+    """The components every folder of this kind holds (Audio has its own autoencoder and frame encoder)."""
     PARTS: dict[str, type] = {}
     """Components beyond the three, by attribute (= folder) name and class (PT2V's ``reference``)."""
 
     def to(self, device: str | torch.device):
         """Move every component to ``device`` (``resolve_device`` names one; bf16 autocast on CUDA)."""
-        for name in (*COMPONENTS, *self.PARTS):
+        for name in (*self.COMPONENTS, *self.PARTS):
             getattr(self, name).to(device)
         return self
 
@@ -297,7 +311,8 @@ class MemberPipeline(Components):
 
     def save_pretrained(self, path: str | Path, dtype: torch.dtype | None = None) -> Path:
         with atomic_dir(path) as tmp:
-            write_components(tmp, self, {k: getattr(self, k) for k in self.SETTINGS}, dtype, self.PARTS)
+            write_components(tmp, self, {k: getattr(self, k) for k in self.SETTINGS}, dtype, self.PARTS,
+                             self.COMPONENTS)
         return Path(path)
 
     @classmethod
@@ -306,7 +321,7 @@ class MemberPipeline(Components):
         if not path.is_dir():
             raise MovieGenError(f"{cls.FOLDER} folder not found: {path}")
         index = read_index(path, cls.__name__)
-        parts = read_components(path, index, cls.PARTS)
+        parts = read_components(path, index, cls.PARTS, cls.COMPONENTS)
         try:
             return cls(**parts, **{k: index[k] for k in cls.SETTINGS if k in index})
         except MovieGenError as e:
