@@ -330,6 +330,21 @@ def train_personalize_command(
     run_member_recipe(PersonalizeRecipe, train_personalize, out, quick, base, None, device)
 
 
+@train_app.command("audio")
+def train_audio_command(
+    out: Annotated[
+        Path, typer.Option("--out", help="Output folder (pipeline/, audio-embedding/, run/, training_log.json).")
+    ],
+    quick: QuickRecipe = False,
+    steps: Annotated[int | None, typer.Option(help="Override the DiT's training steps.")] = None,
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
+) -> None:
+    """Train Movie Gen Audio on the sound world (paper §7): the audio autoencoder, then the DiT."""
+    from moviegen.train.audio import AudioRecipe, train_audio
+
+    run_member_recipe(AudioRecipe, train_audio, out, quick, None, steps, device)
+
+
 def run_member_recipe(
     recipe_class, train_fn, out: Path, quick: bool, base, steps, device: str, **options
 ) -> None:
@@ -1118,6 +1133,84 @@ def edit(
                       callback=lambda i, n: bar.update(task, completed=i + 1))  # fmt: skip
     write_video(out, result, fps=fps)
     typer.echo(f"wrote {out} ({result.shape[1]} frames, {result.shape[2]}x{result.shape[3]}, {fps:g} fps)")
+
+
+def load_audio_model(path: Path | None, device: str = "auto"):
+    """An AudioPipeline from a folder (default: the shipped one) on ``device``."""
+    from moviegen.audio import DEFAULT_AUDIO_MODEL, AudioPipeline
+    from moviegen.devices import resolve_device
+
+    if path is None:
+        if not (DEFAULT_AUDIO_MODEL / "model_index.json").is_file():
+            raise MovieGenError("no shipped audio model found: pass an AudioPipeline folder (moviegen train audio)")
+        path = DEFAULT_AUDIO_MODEL
+    return AudioPipeline.from_pretrained(path).to(resolve_device(device))
+
+
+def _check_audio_options(steps: int | None, guidance: float | None, extension: str | None) -> None:
+    from moviegen.audio import AudioPipeline
+    from moviegen.pipeline import check_guidance_scale
+
+    if steps is not None and not 1 <= steps <= 10_000:
+        raise MovieGenError(f"--audio-steps must be in [1, 10000], got {steps}")
+    if guidance is not None:
+        check_guidance_scale(guidance, "--audio-guidance")
+    if extension is not None:
+        AudioPipeline.check_extension(extension)
+
+
+def _sound(pipe, video: torch.Tensor, fps: float, prompt: str, music: str | None, steps, guidance, seed: int,
+           extension, bar: Progress) -> torch.Tensor:  # fmt: skip
+    total = steps or pipe.num_steps
+    task = bar.add_task("audio", total=None, status="")
+    return pipe(video, prompt, music, fps=fps, num_steps=steps, guidance_scale=guidance, seed=seed,
+                extension=extension, callback=lambda i, n: bar.update(task, completed=i + 1, total=n or total))
+
+
+@app.command()
+def audio(
+    src: Annotated[Path, typer.Argument(help="Input video file (its audio, if any, is replaced).")],
+    out: Annotated[Path, typer.Option("--out", help="Output MP4 path: the video with the generated audio.")],
+    prompt: Annotated[str, typer.Option("--prompt", help='What it sounds like, e.g. "knocks as it bounces".')],
+    music: Annotated[
+        str | None, typer.Option(help='Music prompt, e.g. "piano music, 120 bpm, in C major, happy".')
+    ] = None,
+    wav: Annotated[Path | None, typer.Option("--wav", help="Also write the audio as a 48 kHz WAV.")] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="AudioPipeline folder (default: the shipped one; moviegen train audio).")
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="Euler steps (default: the model's).")] = None,
+    guidance: Annotated[float | None, typer.Option(help="Text guidance scale (default: the model's).")] = None,
+    extension: Annotated[
+        str | None,
+        typer.Option(help="Long videos: triangular | uniform | independent | context (default: the model's)."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
+) -> None:
+    """Generate synchronized sound effects and music for a video with Movie Gen Audio (paper §7); the
+    video stream is copied as is, the audio muxed as 48 kHz AAC."""
+    from moviegen.audio_files import mux_audio, write_wav
+    from moviegen.files import check_output_file
+    from moviegen.video import read_video
+
+    _check_audio_options(steps, None if guidance is None else guidance, extension)
+    check_output_file(out, "output video")
+    if wav is not None:
+        check_output_file(wav, "output WAV")
+    if out.resolve() == src.resolve() or (wav is not None and wav.resolve() in (src.resolve(), out.resolve())):
+        raise MovieGenError("--out and --wav must be new paths, not the input video or each other")
+    video, fps = read_video(src)
+    pipe = load_audio_model(model, device)
+    pipe.check_request(video, prompt, fps, None)
+    with progress() as bar:
+        sound = _sound(pipe, video, fps, prompt, music, steps, guidance, seed, extension, bar)
+    mux_audio(src, sound, out, pipe.sample_rate)
+    if wav is not None:
+        write_wav(wav, sound, pipe.sample_rate)
+    seconds = len(sound) / pipe.sample_rate
+    typer.echo(f"wrote {out} ({video.shape[1]} frames, {seconds:.2f} s of {pipe.sample_rate} Hz audio)"
+               + (f" and {wav}" if wav is not None else ""))  # fmt: skip
 
 
 @app.command()

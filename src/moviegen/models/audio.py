@@ -1,17 +1,19 @@
 """Movie Gen Audio's own parts (paper §7): the audio autoencoder and the per-frame video encoder.
 
 **Audio autoencoder** (:class:`AudioAutoencoder`). The paper's is a DAC-style VAE from 48 kHz waveforms to
-a 25 Hz latent of 128 channels. Ours keeps the rates and the VAE, and works in the STFT domain [choice: a
-waveform-domain codec needs days of GPU time; a spectral one trains in minutes on a CPU and its decoder is
-one inverse FFT from a waveform]:
+a 25 Hz latent of 128 channels. Ours keeps the rates and the VAE, and works on the STFT magnitude [choice:
+a waveform-domain codec needs days of GPU time, and a decoder that must invent the phase of every bin from
+a 25 Hz latent did not learn it here (SI-SDR below -30 dB after 300 steps); a magnitude VAE trains in
+minutes on a CPU, and the phase is recovered from the decoded magnitude by fast Griffin-Lim]:
 
 1. STFT, Hann window ``n_fft`` = 1920 (40 ms), ``hop`` = 480 (10 ms, 100 frames/s), centred;
-2. the complex spectrum, magnitude-compressed (``|X|^0.3`` with the phase kept, real and imaginary parts
-   as channels), read as a 1-D sequence of frames;
+2. the magnitude, compressed (``|X|^0.3``), read as a 1-D sequence of frames of ``bins`` channels;
 3. encoder: a pointwise projection, residual dilated conv blocks, two stride-2 downsamplings
    (100 → 50 → 25 Hz), a conv to the posterior's mean and log-variance (``latent_channels`` each);
-4. decoder: the mirror (two stride-2 transposed convs back to 100 Hz) to the compressed complex spectrum,
-   decompressed and inverted by the inverse STFT.
+4. decoder: the mirror (two stride-2 transposed convs back to 100 Hz) to the compressed magnitude,
+   decompressed; :meth:`AudioAutoencoder.waveform` finds a consistent phase by fast Griffin-Lim
+   (``griffin_lim_iters`` iterations, momentum 0.99, started from each bin's centre-frequency phase
+   advance) and inverts the STFT.
 
 A waveform of N samples (padded to a multiple of 1920 = 48 kHz / 25 Hz) has exactly N / 1920 latent
 frames. ``latents_mean`` / ``latents_std`` (per channel, measured by the recipe after training) normalise
@@ -56,6 +58,7 @@ class AudioAutoencoderConfig(Config):
     latent_channels: int = 8
     blocks: int = 1
     downsample: int = 2  # stride-2 stages: 100 Hz STFT frames → 25 Hz latents
+    griffin_lim_iters: int = 32
     latents_mean: tuple[float, ...] = ()
     latents_std: tuple[float, ...] = ()
 
@@ -74,6 +77,8 @@ class AudioAutoencoderConfig(Config):
         require(0 < self.compression <= 1, name, "compression must be in (0, 1]")
         require(self.n_fft >= self.hop and self.n_fft % 2 == 0, name, "need an even n_fft >= hop")
         require(self.downsample >= 0, name, "downsample must be >= 0")
+        require(isinstance(self.griffin_lim_iters, int) and self.griffin_lim_iters >= 0, name,
+                "griffin_lim_iters must be an integer >= 0")
         for key in ("latents_mean", "latents_std"):
             value = getattr(self, key)
             require(len(value) in (0, self.latent_channels), name,
@@ -123,8 +128,7 @@ class AudioAutoencoder(nn.Module, PretrainedMixin):
     def __init__(self, config: AudioAutoencoderConfig):
         super().__init__()
         self.config = c = config
-        spec = 2 * c.bins
-        enc: list[nn.Module] = [nn.Conv1d(spec, c.hidden, 1), *_stage(c.hidden, c.blocks)]
+        enc: list[nn.Module] = [nn.Conv1d(c.bins, c.hidden, 1), *_stage(c.hidden, c.blocks)]
         dec: list[nn.Module] = []
         for _ in range(c.downsample):
             enc += [nn.Conv1d(c.hidden, c.hidden, 4, stride=2, padding=1), *_stage(c.hidden, c.blocks)]
@@ -133,7 +137,7 @@ class AudioAutoencoder(nn.Module, PretrainedMixin):
         self.encoder = nn.Sequential(*enc)
         self.decoder = nn.Sequential(
             nn.Conv1d(c.latent_channels, c.hidden, 3, padding=1), *dec, *_stage(c.hidden, c.blocks),
-            nn.GroupNorm(1, c.hidden), nn.SiLU(), nn.Conv1d(c.hidden, spec, 1),
+            nn.GroupNorm(1, c.hidden), nn.SiLU(), nn.Conv1d(c.hidden, c.bins, 1),
         )  # fmt: skip
         self.register_buffer("window", torch.hann_window(c.n_fft), persistent=False)
 
@@ -144,22 +148,40 @@ class AudioAutoencoder(nn.Module, PretrainedMixin):
         n = audio.shape[-1]
         return F.pad(audio, (0, -n % self.config.samples_per_latent))
 
-    def spectrum(self, audio: Tensor) -> Tensor:
-        """Compressed complex STFT (B, 2·bins, N / hop) of a padded waveform (B, N)."""
+    def stft(self, audio: Tensor) -> Tensor:
+        """Complex STFT (B, bins, N / hop) of a padded waveform (B, N) (the centred STFT's last frame,
+        which starts past the end of the signal, is dropped)."""
         c = self.config
-        x = torch.stft(audio.float(), c.n_fft, c.hop, window=self.window, center=True, return_complex=True)
-        x = x[..., : audio.shape[-1] // c.hop]
-        x = x * (x.abs().clamp_min(1e-7) ** (c.compression - 1))
-        return torch.cat([x.real, x.imag], dim=1)
+        x = torch.stft(audio.float(), c.n_fft, c.hop, window=self.window.float(), center=True, return_complex=True)
+        return x[..., : audio.shape[-1] // c.hop]
 
-    def waveform(self, spec: Tensor, length: int) -> Tensor:
-        """Inverse of :meth:`spectrum`: (B, 2·bins, F) → (B, length)."""
+    def istft(self, spec: Tensor, length: int) -> Tensor:
         c = self.config
-        re, im = spec.float().chunk(2, dim=1)
-        x = torch.complex(re, im)
-        x = x * (x.abs().clamp_min(1e-7) ** (1 / c.compression - 1))
-        x = F.pad(x, (0, 1))  # the centred STFT's last frame
-        return torch.istft(x, c.n_fft, c.hop, window=self.window, center=True, length=length)
+        return torch.istft(F.pad(spec, (0, 1)), c.n_fft, c.hop, window=self.window.float(), center=True,
+                           length=length)  # fmt: skip
+
+    def spectrum(self, audio: Tensor) -> Tensor:
+        """Compressed magnitude (B, bins, N / hop) of a padded waveform (B, N)."""
+        return self.stft(audio).abs().clamp_min(1e-8) ** self.config.compression
+
+    def waveform(self, spec: Tensor, length: int, iterations: int | None = None) -> Tensor:
+        """A waveform (B, length) whose STFT magnitude is the decompressed ``spec`` (B, bins, F): fast
+        Griffin-Lim (Perraudin et al. 2013) from each bin's phase advance at its centre frequency."""
+        c = self.config
+        mag = spec.float().clamp_min(0) ** (1 / c.compression)
+        bins, frames = mag.shape[-2:]
+        k = torch.arange(bins, device=mag.device, dtype=torch.float32)[:, None]
+        f = torch.arange(frames, device=mag.device, dtype=torch.float32)[None]
+        angles = torch.polar(torch.ones_like(mag), (2 * math.pi * c.hop / c.n_fft) * k * f)
+        span = frames * c.hop
+        previous = None
+        for _ in range(c.griffin_lim_iters if iterations is None else iterations):
+            rebuilt = self.stft(self.istft(mag * angles, span))
+            angles = rebuilt if previous is None else rebuilt + 0.99 * (rebuilt - previous)
+            angles = angles / angles.abs().clamp_min(1e-12)
+            previous = rebuilt
+        out = self.istft(mag * angles, span)
+        return out[..., :length] if length <= span else F.pad(out, (0, length - span))
 
     # -- the VAE
 
