@@ -463,6 +463,78 @@ def eval_personalize_command(
         typer.echo(f"{name[-34:]:<34}{r['identity_cos']:>8.3f}{r['retrieval']:>9.1f}{r['action']:>10.1f}{r['copy']:>7.2f}")
 
 
+@eval_app.command("audio")
+def eval_audio_command(
+    model: Annotated[
+        list[Path] | None, typer.Option(help="AudioPipeline folder(s) (default: the shipped one).")
+    ] = None,
+    phrasing: Annotated[str, typer.Option(help="train | paraphrase (evaluation-only phrasings)")] = "train",
+    limit: Annotated[int | None, typer.Option(help="Only every k-th case, for about this many cases.")] = None,
+    steps: Annotated[int | None, typer.Option(help="Euler steps (default: each model's own).")] = None,
+    guidance: Annotated[float | None, typer.Option(help="Guidance scale (default: each model's own).")] = None,
+    embedding: Annotated[
+        Path | None, typer.Option(help="Audio-embedding folder for the FAD-style distance (default: the shipped one).")
+    ] = None,
+    extension_seconds: Annotated[
+        float, typer.Option(help="Length of the extension check's world video (0: skip it).")
+    ] = 60.0,
+    videos: Annotated[
+        Path | None, typer.Option(help="Also write the first model's cases as MP4s + world_truth.json here.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Also write the JSON report here.")] = None,
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
+) -> None:
+    """Held-out world combinations: onset synchrony, impact F1, pitch / timbre, tempo, FAD (with baselines);
+    the autoencoder's round trip; the extension's seams on a long video."""
+    import json
+
+    from moviegen.eval import audio_bench as bench
+    from moviegen.eval.audio import load_audio_embedding
+    from moviegen.files import check_output_dir, check_output_file, write_atomic
+
+    if phrasing not in bench.PHRASINGS:
+        raise MovieGenError(f"--phrasing must be train or paraphrase, got {phrasing!r}")
+    if limit is not None and not 1 <= limit <= 10_000:
+        raise MovieGenError(f"--limit must be in [1, 10000], got {limit}")
+    if not 0 <= extension_seconds <= 600:
+        raise MovieGenError(f"--extension-seconds must be in [0, 600], got {extension_seconds}")
+    _check_audio_options(steps, guidance, None)
+    if out is not None:
+        check_output_file(out, "report")
+    if videos is not None:
+        check_output_dir(videos, "videos folder")
+    judge = load_audio_embedding(embedding)
+    pipes = [(str(f or "default"), load_audio_model(f, device)) for f in (model or [None])]
+    cases = bench.cases(phrasing, seconds=pipes[0][1].window / pipes[0][1].autoencoder.config.latent_rate)
+    if limit is not None:
+        cases = cases[:: max(1, len(cases) // limit)][:limit]
+    reference = judge.embed(bench.reference_set())
+    results, extension = {}, {}
+    with progress() as bar:
+        task = bar.add_task("baselines", total=None, status="")
+        for name, audios in bench.baselines(cases, pipes[0][1].autoencoder).items():
+            results[name] = bench.score(audios, cases, judge, reference)
+        for k, (name, pipe) in enumerate(pipes):
+            task = bar.add_task(f"generating ({Path(name).name})", total=len(cases), status="")
+            audios = bench.generate_cases(pipe, cases, steps, guidance, progress=lambda i, n, t=task: bar.update(
+                t, completed=i))  # fmt: skip
+            results[name] = bench.score(audios, cases, judge, reference)
+            if k == 0 and videos is not None:
+                bench.write_cases(videos, cases, audios, pipe.sample_rate)
+        round_trip = bench.round_trip(pipes[0][1].autoencoder, [c.clip.audio for c in cases])
+        if extension_seconds > 0:
+            clip = bench.long_clip(extension_seconds)
+            for name, pipe in pipes:
+                task = bar.add_task(f"extension ({Path(name).name})", total=None, status="")
+                extension[name] = bench.extension(pipe, clip, steps=steps, progress=lambda i, n, t=task: bar.update(
+                    t, completed=i, total=n))  # fmt: skip
+    report = {"phrasing": phrasing, "cases": len(cases), "rows": results, "autoencoder": round_trip,
+              "extension": extension}  # fmt: skip
+    if out is not None:
+        write_atomic(out, json.dumps(report, indent=1) + "\n")
+    typer.echo(bench.format_report(report))
+
+
 @eval_app.command("world")
 def eval_world_command(
     model: Annotated[str | None, typer.Option(help="Pipeline folder (default: the shipped model).")] = None,
@@ -642,10 +714,19 @@ def bench(
             help="Rewrite prompts into the model's caption style (default: on when the model has one).",
         ),
     ] = None,  # fmt: skip
+    audio: Annotated[
+        bool | None,
+        typer.Option("--audio/--no-audio", help="Add each video's sound from its audio_prompt (and music_prompt) "
+                     "with Movie Gen Audio (default: on for Audio Bench .jsonl rows)."),
+    ] = None,  # fmt: skip
+    audio_model: Annotated[
+        Path | None, typer.Option(help="AudioPipeline folder for the sound (default: the shipped one).")
+    ] = None,
     device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
 ) -> None:
     """Generate a benchmark prompt set with fixed seeds (resumable); bad rows are reported, not fatal.
-    With ``--edit``, run the Edit Bench instead: each row's video edited as its instruction says."""
+    With ``--edit``, run the Edit Bench instead: each row's video edited as its instruction says. Movie
+    Gen Audio Bench rows (.jsonl) get their sound too: videos with 48 kHz AAC audio."""
     from moviegen.eval.bench import read_prompts, run_bench
     from moviegen.files import check_output_dir
     from moviegen.pipeline import GenerationRequest
@@ -665,12 +746,22 @@ def bench(
         console.print(f"[yellow]{prompts}:[/] {e}", highlight=False, soft_wrap=True)
     items = items[:limit] if limit is not None else items
     GenerationRequest("x", frames, height, width, fps, steps, schedule, guidance, 0, None).validate()
+    has_audio = any(p.audio_prompt for p in items)
+    if audio and not has_audio:
+        raise MovieGenError("--audio needs Audio Bench rows (.jsonl with audio_prompt)")
+    if audio_model is not None and not (audio or (audio is None and has_audio)):
+        raise MovieGenError("--audio-model is only used when the bench makes sound (--audio)")
+    if audio and frames == 1:
+        raise MovieGenError("--audio needs videos, not images (--frames > 1)")
+    sound = _bench_sound(audio_model, fps, device) if has_audio and audio is not False and frames > 1 else None
     pipe = load_pipeline(model, device)
     pipe.check_request("x", frames, height, width, fps, steps, schedule, guidance)
     guidance = pipe.guidance_scale if guidance is None else guidance
     rewrite = pipe.rewrite_by_default if rewrite is None else rewrite
     settings = dict(model=str(model or "default"), frames=frames, height=height, width=width, fps=fps,
                     steps=steps, schedule=schedule, guidance=guidance, rewrite=rewrite)  # fmt: skip
+    if sound is not None:
+        settings["audio_model"] = str(audio_model or "default")
 
     def generate(prompt: str, seed: int) -> torch.Tensor:
         return pipe(prompt, num_frames=frames, height=height, width=width, fps=fps, num_steps=steps,
@@ -692,6 +783,8 @@ def bench(
             row_errors=row_errors,
             progress=report,
             image=frames == 1,
+            sound=sound,
+            sample_rate=sound.sample_rate if sound is not None else 48_000,
         )
     for r in summary.records:
         if r.status != "ok":
@@ -719,11 +812,24 @@ def metrics(
         str, typer.Option(help="Held-out set for --model: 'world' or a folder of MP4 + .txt.")
     ] = "world",
     val_clips: Annotated[int, typer.Option(help="Clips of the world's held-out split.")] = 64,
+    audio_embedding: Annotated[
+        Path | None, typer.Option(help="Audio: embedding folder for the FAD-style distance (default: the shipped one).")
+    ] = None,
+    audio_reference: Annotated[
+        str, typer.Option(help="Audio: FAD reference, 'world' or a folder of audio/video files.")
+    ] = "world",
+    autoencoder: Annotated[
+        Path | None, typer.Option(help="Audio: also score this AudioPipeline's autoencoder round trip on the audio.")
+    ] = None,
     device: Annotated[str, typer.Option(help=DEVICE_HELP + " (for --model and a CLIP encoder)")] = "auto",
 ) -> None:
-    """Text alignment, frame consistency and motion score per video and aggregated; tables, JSON, PNGs."""
+    """Text alignment, frame consistency and motion score per video and aggregated; tables, JSON, PNGs.
+    Folders with sound (an Audio Bench run, ``moviegen eval audio --videos``, or any folder of audio files
+    with ``--autoencoder``) get audio scores too: world synchrony / events / pitch / timbre / tempo where
+    the truth is known, the FAD-style distance, the autoencoder's mel distance and SI-SDR."""
     from moviegen.devices import resolve_device
     from moviegen.eval import metrics as m
+    from moviegen.eval.audio_bench import is_audio_folder
     from moviegen.files import check_output_dir
 
     if not 1 <= val_clips <= 100_000:
@@ -731,6 +837,10 @@ def metrics(
     if not folder.is_dir():
         raise MovieGenError(f"bench folder not found: {folder}")
     check_output_dir(out or folder / "metrics", "report folder")
+    if autoencoder is not None or is_audio_folder(folder):
+        _audio_metrics(folder, audio_embedding, audio_reference, autoencoder, out or folder / "metrics", device)
+        if not (folder / "index.json").is_file():
+            return
     dev = resolve_device(device)
     joint = m.load_encoder(encoder, device=str(dev))
     if (folder / "edit_index.json").is_file():
@@ -751,6 +861,34 @@ def metrics(
     typer.echo(m.format_table(report))
     typer.echo("wrote " + ", ".join(str(p) for p in written))
     if report.errors:
+        raise typer.Exit(1)
+
+
+def _audio_metrics(folder: Path, embedding: Path | None, reference: str, autoencoder: Path | None, out: Path,
+                   device: str) -> None:  # fmt: skip
+    """``moviegen metrics`` of the audio in a folder (:func:`moviegen.eval.audio_bench.evaluate_audio_folder`)."""
+    import json
+
+    from moviegen.eval.audio import load_audio_embedding
+    from moviegen.eval.audio_bench import evaluate_audio_folder, format_audio_table, read_reference
+    from moviegen.files import write_atomic
+
+    judge = load_audio_embedding(embedding)
+    ae = load_audio_model(autoencoder, device).autoencoder.cpu() if autoencoder is not None else None
+    with progress() as bar:
+        task = bar.add_task("scoring audio", total=None, status="")
+        ref = read_reference(reference, judge.config.sample_rate)
+        report = evaluate_audio_folder(folder, judge, ref, ae, progress=lambda i, n: bar.update(task, completed=i,
+                                                                                                total=n))  # fmt: skip
+    for e in report["errors"]:
+        console.print(f"[red]failed:[/] {e}", highlight=False, soft_wrap=True)
+    if not report["files"]:
+        raise MovieGenError(f"no file with audio to score in {folder}")
+    out.mkdir(parents=True, exist_ok=True)
+    path = write_atomic(out / "audio_metrics.json", json.dumps(report, indent=1) + "\n")
+    typer.echo(format_audio_table(report))
+    typer.echo(f"wrote {path}")
+    if report["errors"]:
         raise typer.Exit(1)
 
 
@@ -869,10 +1007,21 @@ def generate(
         typer.Option(help="A face image (PNG/JPEG): generate a video of that person (PT2V, §5; default "
                      "model: the shipped personalization model)."),
     ] = None,  # fmt: skip
+    audio: Annotated[
+        bool, typer.Option("--audio", help="Cascade: then add sound with Movie Gen Audio (§7), muxed as AAC.")
+    ] = False,
+    audio_prompt: Annotated[
+        str | None, typer.Option(help="With --audio: what it sounds like (default: the video prompt).")
+    ] = None,
+    music: Annotated[str | None, typer.Option(help='With --audio: a music prompt, e.g. "happy piano melody".')] = None,
+    audio_model: Annotated[
+        Path | None, typer.Option(help="With --audio: AudioPipeline folder (default: the shipped one).")
+    ] = None,
+    wav: Annotated[Path | None, typer.Option("--wav", help="With --audio: also write the sound as a WAV.")] = None,
     device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
 ) -> None:
     """Generate a video from a text prompt and write it as an MP4 (``--upsample``: at twice the size;
-    ``--reference FACE.png``: of the person in the image)."""
+    ``--reference FACE.png``: of the person in the image; ``--audio``: with sound)."""
     from moviegen.files import check_output_file
     from moviegen.pipeline import GenerationRequest
 
@@ -883,12 +1032,13 @@ def generate(
     as_png = out.suffix.lower() == ".png"
     if as_png and frames != 1:
         raise MovieGenError(f"a PNG holds one frame: use --frames 1, or an .mp4 path for {frames} frames")
+    sound = _cascade_sound(audio, audio_prompt, prompt, music, audio_model, wav, out, as_png, seed, device)
     if reference is not None:
         if camera is not None or rewrite:
             raise MovieGenError("--camera and --rewrite are not available with --reference")
         up = load_upsampler(upsampler, device) if upsample else None
         request = (frames, height, width, fps, steps, schedule, guidance, seed)
-        _personalized_to_file(model, reference, prompt, out, request, up, device)
+        _personalized_to_file(model, reference, prompt, out, request, up, device, sound)
         return
     pipe = load_pipeline(default_image_model() if model is None and frames == 1 else model, device)
     up = load_upsampler(upsampler, device) if upsample else None
@@ -899,12 +1049,56 @@ def generate(
         pipe.rewriter = rewriter_from_options(*options)
         rewrite = True if rewrite is None else rewrite
     request = (frames, height, width, fps, steps, schedule, guidance, seed, camera)
-    _generate_to_file(pipe, prompt, out, request, rewrite, up, as_png)
+    _generate_to_file(pipe, prompt, out, request, rewrite, up, as_png, sound)
 
 
-def _generate_to_file(pipe, prompt: str, out: Path, request: tuple, rewrite, up, as_png: bool) -> None:
+def _cascade_sound(enabled: bool, audio_prompt: str | None, prompt: str, music: str | None, model: Path | None,
+                   wav: Path | None, out: Path, as_png: bool, seed: int, device: str):  # fmt: skip
+    """``generate --audio``: checks the audio options and loads the audio model before any sampling, and
+    returns ``sound(video, fps, bar)`` → the waveform (written to ``wav`` too); None without ``--audio``.
+    The audio prompt defaults to the video prompt."""
+    options = (("--audio-prompt", audio_prompt), ("--music", music), ("--audio-model", model), ("--wav", wav))
+    if not enabled:
+        if given := [name for name, value in options if value is not None]:
+            raise MovieGenError(f"{', '.join(given)} only apply with --audio")
+        return None
+    prompt = audio_prompt or prompt
+    from moviegen.audio_files import write_wav
+    from moviegen.files import check_output_file
+
+    if as_png:
+        raise MovieGenError("--audio needs a video: write an .mp4, not a PNG")
+    if wav is not None:
+        check_output_file(wav, "output WAV")
+        if wav.resolve() == out.resolve():
+            raise MovieGenError("--wav must be another path than --out")
+    pipe = load_audio_model(model, device)
+
+    def sound(video: torch.Tensor, fps: float, bar: Progress) -> torch.Tensor:
+        pipe.check_request(video, prompt, fps, None)
+        waveform = _sound(pipe, video, fps, prompt, music, None, None, seed, None, bar)
+        if wav is not None:
+            write_wav(wav, waveform, pipe.sample_rate)
+        return waveform
+
+    sound.sample_rate = pipe.sample_rate
+    return sound
+
+
+def _write_mp4(pipe, video: torch.Tensor, out: Path, fps: float, sound, bar: Progress) -> None:
+    """The MP4 of ``video``, with the cascade's sound muxed in when ``sound`` is given."""
+    if sound is None:
+        pipe.export_mp4(video, out, fps=fps)  # checks that the file holds every frame
+        return
+    from moviegen.audio_files import write_video_with_audio
+
+    write_video_with_audio(out, video, fps, sound(video, fps, bar), sound.sample_rate)
+
+
+def _generate_to_file(pipe, prompt: str, out: Path, request: tuple, rewrite, up, as_png: bool, sound=None) -> None:
     """Check the request, sample (then upsample), write an MP4 — or a PNG when ``as_png`` (one frame):
-    the one path behind ``moviegen generate`` and ``moviegen image``."""
+    the one path behind ``moviegen generate`` and ``moviegen image``; ``sound`` (:func:`_cascade_sound`)
+    adds the audio."""
     frames, height, width, fps, steps, schedule, guidance, seed, camera = request
     pipe.check_request(prompt, *request)
     if up is not None:
@@ -922,19 +1116,22 @@ def _generate_to_file(pipe, prompt: str, out: Path, request: tuple, rewrite, up,
         if up is not None:
             task = bar.add_task("upsampling", total=up.num_steps, status="")
             video = up(video, seed=seed, callback=lambda i, n: bar.update(task, completed=i + 1))
+        if not as_png:
+            _write_mp4(pipe, video, out, prepared.fps, sound, bar)
     if as_png:
         from moviegen.video import write_image
 
         write_image(out, video)
         typer.echo(f"wrote {out} ({video.shape[2]}x{video.shape[3]} image)")
         return
-    pipe.export_mp4(video, out, fps=prepared.fps)  # checks that the file holds every frame
+    with_sound = " with sound" if sound is not None else ""
     typer.echo(
-        f"wrote {out} ({video.shape[1]} frames, {video.shape[2]}x{video.shape[3]}, {prepared.fps} fps)"
+        f"wrote {out} ({video.shape[1]} frames, {video.shape[2]}x{video.shape[3]}, {prepared.fps} fps{with_sound})"
     )
 
 
-def _personalized_to_file(model, reference: Path, prompt: str, out: Path, request: tuple, up, device: str) -> None:
+def _personalized_to_file(model, reference: Path, prompt: str, out: Path, request: tuple, up, device: str,
+                          sound=None) -> None:  # fmt: skip
     """``moviegen generate --reference``: crop the face, sample with the PT2V model, write MP4 or PNG."""
     from moviegen.devices import resolve_device
     from moviegen.personalize import DEFAULT_PERSONALIZED_MODEL, PersonalizedPipeline, read_reference
@@ -956,14 +1153,15 @@ def _personalized_to_file(model, reference: Path, prompt: str, out: Path, reques
         if up is not None:
             task = bar.add_task("upsampling", total=up.num_steps, status="")
             video = up(video, seed=seed, callback=lambda i, n: bar.update(task, completed=i + 1))
+        rate = prompt_fps or 16
+        if out.suffix.lower() != ".png":
+            _write_mp4(pipe, video, out, rate, sound, bar)
     if out.suffix.lower() == ".png":
         from moviegen.video import write_image
 
         write_image(out, video)
         typer.echo(f"wrote {out} ({video.shape[2]}x{video.shape[3]} image of the reference's person)")
         return
-    rate = prompt_fps or 16
-    pipe.export_mp4(video, out, fps=rate)
     typer.echo(f"wrote {out} ({video.shape[1]} frames, {video.shape[2]}x{video.shape[3]}, {rate} fps)")
 
 
@@ -1053,6 +1251,17 @@ def upsample(
                       callback=lambda i, n: bar.update(task, completed=i + 1))  # fmt: skip
     write_video(out, result, fps=fps)
     typer.echo(f"wrote {out} ({result.shape[1]} frames, {result.shape[2]}x{result.shape[3]}, {fps:g} fps)")
+
+
+def _bench_sound(model: Path | None, fps: float, device: str):
+    """An Audio Bench row's sound: ``sound(row, frames, seed)`` with the audio model's own defaults."""
+    pipe = load_audio_model(model, device)
+
+    def sound(row, frames: torch.Tensor, seed: int) -> torch.Tensor:
+        return pipe(frames, row.audio_prompt, row.music_prompt, fps=fps, seed=seed)
+
+    sound.sample_rate = pipe.sample_rate
+    return sound
 
 
 def _edit_bench(path: Path, out: Path, model, limit, seeds: int, steps, guidance, device: str) -> None:

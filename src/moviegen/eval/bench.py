@@ -6,7 +6,8 @@ Prompt files, read by :func:`read_prompts`:
 * ``.csv``: Movie Gen Video Bench, header ``prompt,concept,motion_level``; ``concept`` is multi-label,
   comma-separated inside the (quoted) field; ``motion_level`` is ``low``, ``medium`` or ``high``;
 * ``.jsonl``: Movie Gen Audio Bench, one object per line with ``id, video_prompt, audio_prompt`` and an
-  optional ``music_prompt`` (validated now; the video prompt drives video generation). ``id`` is an
+  optional ``music_prompt``: the video prompt drives video generation, the audio and music prompts
+  the video's sound (Movie Gen Audio, muxed into the MP4). ``id`` is an
   integer in the published ``MovieGenAudioBenchSfx*.jsonl`` files (0–537, with gaps) or a string; it is
   kept as given (``7`` → ``7_s0.mp4``, index id ``"7"``).
 
@@ -192,6 +193,8 @@ class BenchRecord:
     time_s: float = 0.0
     status: str = "ok"
     error: str | None = None
+    audio_prompt: str | None = None
+    music_prompt: str | None = None
 
 
 @dataclass
@@ -237,6 +240,8 @@ def _write_index(out: Path, records: Iterable[BenchRecord]) -> None:
             ("time_s", pa.float64()),
             ("status", pa.string()),
             ("error", pa.string()),
+            ("audio_prompt", pa.string()),
+            ("music_prompt", pa.string()),
         ]
     )
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), sink)
@@ -254,13 +259,18 @@ def run_bench(
     row_errors: list[RowError] = (),
     progress: Callable[[int, int, str], None] | None = None,
     image: bool = False,
+    sound: Callable[[BenchPrompt, Tensor, int], Tensor] | None = None,
+    sample_rate: int = 48_000,
 ) -> BenchSummary:
     """Generate ``generate(prompt, seed)`` for every prompt and seed ``0..seeds-1`` into ``out``
-    (``image``: one-frame outputs written as ``{id}_s{seed}.png``).
+    (``image``: one-frame outputs written as ``{id}_s{seed}.png``). With ``sound`` (Movie Gen Audio
+    Bench rows), ``sound(row, frames, seed)`` makes each video's audio at ``sample_rate``, muxed into its
+    MP4 as AAC.
 
     ``settings`` (model, sampler, size, ...) is stored in ``run.json``; a rerun with different settings
     into the same folder is refused, a rerun with the same ones skips every video already written.
     """
+    from moviegen.audio_files import write_video_with_audio
     from moviegen.video import write_image, write_video
 
     if seeds < 1:
@@ -299,11 +309,17 @@ def run_bench(
             skipped += 1
         else:
             name = f"{p.id}_s{seed}.png" if image else f"{p.id}_s{seed}.mp4"
-            record = BenchRecord(p.id, p.prompt, seed, name, list(p.concepts), p.motion_level)
+            record = BenchRecord(p.id, p.prompt, seed, name, list(p.concepts), p.motion_level,
+                                 audio_prompt=p.audio_prompt, music_prompt=p.music_prompt)  # fmt: skip
             start = time.perf_counter()
             try:
                 frames = generate(p.prompt, seed)
-                write_image(out / name, frames) if image else write_video(out / name, frames, fps=fps)
+                if image:
+                    write_image(out / name, frames)
+                elif sound is not None:
+                    write_video_with_audio(out / name, frames, fps, sound(p, frames, seed), sample_rate)
+                else:
+                    write_video(out / name, frames, fps=fps)
                 generated += 1
             except MovieGenError as e:
                 record.status, record.error = "error", str(e)
