@@ -48,7 +48,7 @@ from moviegen.models.audio import (
     FrameEncoder,
     FrameEncoderConfig,
     audio_dit_channels,
-    resample_features,
+    video_features,
 )
 from moviegen.models.text import TextConditioner, default_text_conditioner
 from moviegen.models.transformer import MovieGenTransformer, TransformerConfig
@@ -138,9 +138,8 @@ class AudioPipeline(MemberPipeline):
     # -- conditioning
 
     def video_features(self, video: Tensor, fps: float, num_latent_frames: int) -> Tensor:
-        """(FEATURES, T_latent): the frame encoder's features resampled to the latent rate."""
-        feats = self.frames.features(video, fps)
-        return resample_features(feats, fps, num_latent_frames, self.autoencoder.config.latent_rate)
+        """(FEATURES, T_latent): the frame encoder's features at the latent rate (:func:`video_features`)."""
+        return video_features(self.frames, video, fps, num_latent_frames, self.autoencoder.config.latent_rate)
 
     def check_request(self, video: Tensor, prompt: str, fps: float, seconds: float | None) -> float:
         """The errors before any work; returns the audio duration (s)."""

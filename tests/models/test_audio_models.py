@@ -3,18 +3,26 @@ feature resampling, and the audio DiT presets (13B on meta)."""
 
 import math
 
+import numpy as np
+
 import pytest
 import torch
 
 from moviegen.errors import MovieGenError
 from moviegen.models.audio import (
     FEATURES,
+    FRAME_FEATURES,
     AudioAutoencoder,
     AudioAutoencoderConfig,
     FrameEncoder,
+    NUM_COLORS,
+    NUM_SHAPES,
     FrameEncoderConfig,
     audio_dit_channels,
+    contact_times,
+    contact_track,
     resample_features,
+    video_features,
 )
 from moviegen.models.transformer import MovieGenTransformer, TransformerConfig
 
@@ -61,7 +69,8 @@ def test_frame_encoder_features_and_resampling():
     enc = FrameEncoder(FrameEncoderConfig.preset("tiny"))
     video = torch.rand(3, 10, 64, 64) * 2 - 1
     feats = enc.features(video, fps=16)
-    assert feats.shape == (10, FEATURES) and torch.isfinite(feats).all()
+    assert feats.shape == (10, FRAME_FEATURES) and torch.isfinite(feats).all()
+    assert video_features(enc, video, 16, 16).shape == (FEATURES, 16)
     ramp = torch.arange(16, dtype=torch.float32)[:, None].repeat(1, 2)  # one value per frame at 16 fps
     out = resample_features(ramp, 16, 25)  # 1 s at 25 Hz
     times = (torch.arange(25) + 0.5) / 25
@@ -82,3 +91,27 @@ def test_audio_dit_presets():
     params = sum(p.numel() for p in big.parameters())
     assert 12.5e9 < params < 13.5e9
     assert TransformerConfig.preset("audio-13b").max_latent_frames == 750  # 30 s at 25 Hz
+
+
+def test_contact_times_find_bounces_between_frames():
+    from moviegen.data.sound import SoundWorld, SoundWorldConfig
+    from moviegen.eval.audio import match_events
+    from moviegen.train.audio import frame_labels
+
+    world = SoundWorld(SoundWorldConfig(seconds=4.0))
+    clip = world.object_clip("red", "square", "horizontal", np.random.default_rng(4))
+    feats = torch.zeros(clip.video.shape[1], FRAME_FEATURES)
+    feats[:, -5:-3] = frame_labels(clip, world)["geometry"][:, :2]
+    feats[:, NUM_COLORS + NUM_SHAPES] = 1.0  # the "object" scene
+    truth = [i.time for i in clip.impacts if 0.15 < i.time < 3.8]
+    m = match_events(contact_times(feats, 16), truth, tolerance=0.03)
+    assert m["f1"] == 1.0 and np.median(m["errors"]) < 0.005 and max(m["errors"]) < 0.02
+    track = contact_track(feats, 16, 100)[0]
+    peaks = [j for j in range(1, 99) if track[j] > 0.5 and track[j] >= track[j - 1] and track[j] >= track[j + 1]]
+    assert len(peaks) == len(truth)
+    assert all(abs((j + 0.5) / 25 - t) <= 0.04 for j, t in zip(peaks, truth, strict=True))
+    feats[:, NUM_COLORS + NUM_SHAPES] = 0.0  # not an object: no contacts
+    assert contact_track(feats, 16, 100).abs().max() == 0
+    still = torch.zeros(64, FRAME_FEATURES)
+    still[:, -5:-3] = 0.5 + 0.003 * torch.randn(64, 2, generator=torch.Generator().manual_seed(0))
+    assert contact_times(still, 16) == []

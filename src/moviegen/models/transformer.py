@@ -88,14 +88,14 @@ class TransformerConfig(Config):
         # latent frame; input: noisy latent + video features + masked audio context + its mask
         # (models/audio.py). 13B dimensions are our choice: width 4608, FFN 12288, 36 heads, 38
         # layers (13.07B); 128 latent channels as the paper; 750 positions = a 30 s window.
-        "audio-13b": dict(in_channels=279, out_channels=128, patch_size=(1, 1, 1), dim=4608, ffn_dim=12288,
+        "audio-13b": dict(in_channels=280, out_channels=128, patch_size=(1, 1, 1), dim=4608, ffn_dim=12288,
                           num_layers=38, num_heads=36, max_latent_frames=750, max_height_patches=1,
                           max_width_patches=1),
-        # The shipped world audio model: 32 latent channels, 22 frame features, a 4 s window.
-        "audio-world": dict(in_channels=87, out_channels=32, patch_size=(1, 1, 1), dim=128, ffn_dim=384,
+        # The shipped world audio model: 32 latent channels, 23 video features, a 4 s window.
+        "audio-world": dict(in_channels=88, out_channels=32, patch_size=(1, 1, 1), dim=128, ffn_dim=384,
                             num_layers=6, num_heads=4, max_latent_frames=100, max_height_patches=1,
                             max_width_patches=1),
-        "audio-tiny": dict(in_channels=39, out_channels=8, patch_size=(1, 1, 1), dim=64, ffn_dim=128,
+        "audio-tiny": dict(in_channels=40, out_channels=8, patch_size=(1, 1, 1), dim=64, ffn_dim=128,
                            num_layers=2, num_heads=4, max_latent_frames=32, max_height_patches=1,
                            max_width_patches=1),
         "upsampler-tiny": dict(in_channels=32, dim=64, ffn_dim=128, num_layers=2, num_heads=4,

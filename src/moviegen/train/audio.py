@@ -64,7 +64,7 @@ from moviegen.models.audio import (
     AudioAutoencoderConfig,
     FrameEncoder,
     FrameEncoderConfig,
-    resample_features,
+    video_features,
 )
 from moviegen.models.text import TextConditioner, default_text_conditioner
 from moviegen.models.transformer import MovieGenTransformer, TransformerConfig
@@ -78,19 +78,19 @@ Progress = Callable[[str, int, int, dict], None]
 class AudioRecipe(Config):
     """Sizes and schedules of the audio recipe; ``quick`` is for CI."""
 
-    clips: int = 1200
+    clips: int = 2000
     val_clips: int = 24
     autoencoder: str = "world"
-    ae_steps: int = 1500
+    ae_steps: int = 2000
     ae_batch: int = 8
     ae_crop_s: float = 1.0
-    ae_lr: float = 1e-3
+    ae_lr: float = 2e-3
     frame_encoder: str = "world"
     frames_steps: int = 1500
     frames_batch: int = 128
     frames_lr: float = 2e-3
     model: str = "audio-world"
-    steps: int = 3000
+    steps: int = 3500
     batch_size: int = 32
     lr: float = 1e-3
     warmup_steps: int = 100
@@ -303,7 +303,7 @@ def dit_items(clips: list[SoundClip], latents: list[torch.Tensor], ae: AudioAuto
     for i, (clip, latent) in enumerate(zip(clips, latents, strict=True)):
         z = ae.normalize(latent[None])[0]
         t = z.shape[-1]
-        feats = resample_features(frames.features(clip.video, clip.fps), clip.fps, t, ae.config.latent_rate)
+        feats = video_features(frames, clip.video, clip.fps, t, ae.config.latent_rate)
         known = torch.zeros(1, t, dtype=torch.bool)
         if rng.random() < recipe.context_fraction and t > 1:
             known[:, : int(rng.integers(1, t))] = True

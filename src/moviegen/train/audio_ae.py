@@ -4,6 +4,12 @@ Loss (:class:`AudioAELoss`), on a batch of waveforms (B, N), in the STFT-magnitu
 works in (:mod:`moviegen.models.audio`):
 
 - **spectral**: L1 between the compressed magnitudes ``|X|^0.3`` (loud partials and quiet tails alike);
+- **squared**: the same difference squared. L1 alone is met by the median of each bin, and a bin that
+  holds an impact's partial a few frames in a thousand has the noise floor as its median: with L1 only the
+  round trip kept 46 % of the world's impacts (F1) and the right pitch for 27 %; with this term 76 %;
+- **peak** (``linear_weight``): the squared error of ``|X|^peak_power`` (1: the linear magnitude) over the
+  target's mean square, which weighs the loudest partials — the impacts' fundamentals: pitch right for
+  100 % instead of 19 % (1500 steps, world clips; ``docs/audio.md``);
 - **log**: L1 between log magnitudes (floored at -60 dB below full scale), which weighs the decays and the
   silence between events [the paper names multi-scale mel/STFT and waveform losses for its waveform codec;
   ours decodes a magnitude, so its losses are magnitude losses at the model's own resolution, whose 10 ms
@@ -29,6 +35,9 @@ from moviegen.models.audio import AudioAutoencoder
 class AudioAELossConfig(Config):
     spectral_weight: float = 1.0
     log_weight: float = 0.1
+    linear_weight: float = 1.0
+    squared_weight: float = 10.0
+    peak_power: float = 1.0
     floor_db: float = -60.0
     kl_weight: float = 1e-5
 
@@ -36,9 +45,10 @@ class AudioAELossConfig(Config):
 
     def validate(self) -> None:
         name = "AudioAELossConfig"
-        for key in ("spectral_weight", "log_weight", "kl_weight"):
+        for key in ("spectral_weight", "log_weight", "linear_weight", "squared_weight", "kl_weight"):
             require(getattr(self, key) >= 0, name, f"{key} must be >= 0")
         require(self.floor_db < 0, name, "floor_db must be < 0")
+        require(0 < self.peak_power <= 2, name, "peak_power must be in (0, 2]")
 
 
 class AudioAELoss:
@@ -56,13 +66,19 @@ class AudioAELoss:
         estimate = model.decode_spectrum(z)
         target = model.spectrum(audio)
         spectral = (estimate - target).abs().mean()
+        squared = (estimate - target).pow(2).mean()
         compression = model.config.compression
         floor = 10 ** (c.floor_db / 20) * model.config.n_fft / 4  # a full-scale sine's peak bin is ~n_fft / 4
         floor_c = floor**compression
         log = (estimate.clamp_min(floor_c).log() - target.clamp_min(floor_c).log()).abs().mean() / compression
+        power = c.peak_power / compression
+        peak_target = target**power
+        linear = (estimate.clamp_min(0) ** power - peak_target).pow(2).mean() / peak_target.pow(2).mean().clamp_min(1e-12)
         kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
-        total = c.spectral_weight * spectral + c.log_weight * log + c.kl_weight * kl
-        terms = dict(spectral=float(spectral.detach()), log=float(log.detach()), kl=float(kl.detach()))
+        total = c.spectral_weight * spectral + c.log_weight * log + c.linear_weight * linear + c.squared_weight * squared
+        total = total + c.kl_weight * kl
+        terms = dict(spectral=float(spectral.detach()), log=float(log.detach()), linear=float(linear.detach()), squared=float(squared.detach()),
+                     kl=float(kl.detach()))
         return total, terms
 
 
