@@ -160,3 +160,30 @@ def test_audio_bench_metrics_and_eval(folder, embedding, tmp_path, capsys):
     assert code == 0, err
     assert "impact F1" in stdout
     assert "world" in json.loads((videos / "metrics" / "audio_metrics.json").read_text())
+
+
+def test_metrics_reports_silent_and_corrupt_audio(folder, embedding, tmp_path, capsys):
+    from moviegen.audio_files import write_wav
+
+    files = tmp_path / "sounds"
+    files.mkdir()
+    t = torch.arange(SR) / SR
+    write_wav(files / "tone.wav", 0.3 * torch.sin(2 * torch.pi * 440 * t))
+    write_wav(files / "click.wav", (t % 0.25 < 0.002).float() * 0.8)
+    write_wav(files / "silent.wav", torch.zeros(SR))
+    (files / "corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    code, stdout, err = run_cli(capsys, "metrics", files, "--audio-embedding", embedding, "--autoencoder", folder)
+    assert code == 1
+    report = json.loads((files / "metrics" / "audio_metrics.json").read_text())
+    assert sorted(f["file"] for f in report["files"]) == ["click.wav", "tone.wav"]
+    assert any("silent.wav" in e and "silent" in e for e in report["errors"])
+    assert any("corrupt.wav" in e for e in report["errors"])
+    assert np.isfinite(report["autoencoder"]["si_sdr_db"])
+
+
+def test_moviegen_audio_refuses_a_file_without_video_frames(folder, tmp_path, capsys):
+    from moviegen.audio_files import write_wav
+
+    wav = write_wav(tmp_path / "only_sound.wav", torch.zeros(SR // 10))
+    code, _, err = run_cli(capsys, "audio", wav, "--prompt", "hum", "--out", tmp_path / "o.mp4", "--model", folder)
+    assert code != 0 and len(err.strip().splitlines()) == 1 and not (tmp_path / "o.mp4").exists()

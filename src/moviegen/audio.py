@@ -42,9 +42,9 @@ from moviegen.data.sound import compose_audio_prompt
 from moviegen.devices import autocast
 from moviegen.errors import MovieGenError
 from moviegen.models.audio import (
+    FEATURES,
     AudioAutoencoder,
     AudioAutoencoderConfig,
-    FEATURES,
     FrameEncoder,
     FrameEncoderConfig,
     audio_dit_channels,

@@ -67,7 +67,8 @@ def test_impact_classes_name_pitch_and_timbre(color, shape):
     from moviegen.data.sound import PITCHES
 
     x = np.zeros(SR)
-    x[12_000 : 12_000 + len(s := impact_sound(PITCHES[color], shape, SR))][: len(s)] += 0.5 * s[: SR - 12_000]
+    sound = impact_sound(PITCHES[color], shape, SR)[: SR - 12_000]
+    x[12_000 : 12_000 + len(sound)] += 0.5 * sound
     x += 0.002 * np.random.default_rng(0).standard_normal(SR)
     assert impact_classes(x, [0.25]) == [(color, shape)]
 

@@ -4,7 +4,6 @@ feature resampling, and the audio DiT presets (13B on meta)."""
 import math
 
 import numpy as np
-
 import pytest
 import torch
 
@@ -12,11 +11,11 @@ from moviegen.errors import MovieGenError
 from moviegen.models.audio import (
     FEATURES,
     FRAME_FEATURES,
+    NUM_COLORS,
+    NUM_SHAPES,
     AudioAutoencoder,
     AudioAutoencoderConfig,
     FrameEncoder,
-    NUM_COLORS,
-    NUM_SHAPES,
     FrameEncoderConfig,
     audio_dit_channels,
     contact_times,

@@ -42,6 +42,7 @@ from scipy.ndimage import median_filter, uniform_filter1d
 from scipy.signal import butter, sosfilt
 from torch import Tensor, nn
 
+from moviegen.config import Config, require
 from moviegen.data.sound import (
     AMBIENCES,
     INSTRUMENTS,
@@ -52,12 +53,10 @@ from moviegen.data.sound import (
     TIMBRES,
     SoundClip,
     SoundWorld,
-    SoundWorldConfig,
     decaying_partials,
     impact_sound,
     note_frequencies,
 )
-from moviegen.config import Config, require
 from moviegen.errors import MovieGenError
 from moviegen.pretrained import PretrainedMixin
 
@@ -244,7 +243,7 @@ def match_events(predicted: Sequence[float] | np.ndarray, truth: Sequence[float]
         # a pair inside the tolerance always beats any pair outside it: cost −1 + err/(big) for a pair
         cost = np.where(ok, -1.0 + err / (tolerance * (len(pred) + len(true) + 1)), 0.0)
         rows, cols = linear_sum_assignment(cost)
-        matched = [(int(i), int(j), float(pred[i] - true[j])) for i, j in zip(rows, cols) if ok[i, j]]
+        matched = [(int(i), int(j), float(pred[i] - true[j])) for i, j in zip(rows, cols, strict=True) if ok[i, j]]
         matched.sort()
     tp = len(matched)
     fp, fn = len(pred) - tp, len(true) - tp
@@ -397,7 +396,7 @@ def classify_onsets(audio: Tensor | np.ndarray, onsets: Sequence[float] | np.nda
     _, feats = _onset_features(x, sr, times, music)
     n = len(IMPACT_NAMES)
     rows = []
-    for t, (_, s, _) in zip(times, feats):
+    for t, (_, s, _) in zip(times, feats, strict=True):
         k = int(np.argmax(s[:n]))
         note_better = len(s) > n and float(s[n:].max()) > float(s[k])
         rows.append(dict(time=float(t), kind="impact", color=IMPACT_NAMES[k][0], shape=IMPACT_NAMES[k][1],
@@ -405,7 +404,7 @@ def classify_onsets(audio: Tensor | np.ndarray, onsets: Sequence[float] | np.nda
     grid = _beat_grid(times, len(x) / sr, 60.0, 200.0)
     if grid is not None:
         on = grid[2]
-        if on.any() and np.mean([r["_note"] for r, o in zip(rows, on) if o]) > 0.5:
+        if on.any() and np.mean([r["_note"] for r, o in zip(rows, on, strict=True) if o]) > 0.5:
             energy = np.array([np.linalg.norm(f[0]) for f in feats])
             typical = float(np.median(energy[on]))
             for j in np.flatnonzero(on):
@@ -671,7 +670,7 @@ def train_audio_embedding(world: SoundWorld, steps: int = 300, clips: int = 240,
             group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
         idx = torch.randint(0, len(pool), (batch,), generator=gen)
         starts = [int(torch.randint(0, mels[i].shape[-1] - crop + 1, (1,), generator=gen)) for i in idx]
-        x = torch.stack([mels[i][..., s : s + crop] for i, s in zip(idx.tolist(), starts)])
+        x = torch.stack([mels[i][..., s : s + crop] for i, s in zip(idx.tolist(), starts, strict=True)])
         e = model(x)
         loss = F.cross_entropy(model.sound(e), labels[idx, 0]) + F.cross_entropy(model.music(e), labels[idx, 1])
         opt.zero_grad(set_to_none=True)

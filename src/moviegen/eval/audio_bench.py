@@ -36,12 +36,12 @@ from torch import Tensor
 
 from moviegen import flow
 from moviegen.data.sound import (
+    AMBIENCE_CAPTIONS,
     INSTRUMENTS,
     KEYS,
     MOODS,
     PARAPHRASES,
     SOUND_CAPTIONS,
-    AMBIENCE_CAPTIONS,
     TEMPOS,
     Impact,
     SoundClip,

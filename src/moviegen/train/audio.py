@@ -54,7 +54,6 @@ from moviegen.data.sound import (
     SoundWorld,
     SoundWorldConfig,
     bounce_path,
-    compose_audio_prompt,
 )
 from moviegen.data.world import COLORS, SHAPES
 from moviegen.files import write_atomic
