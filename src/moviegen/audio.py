@@ -13,7 +13,9 @@ The pipeline only orchestrates four components, each a ``save_pretrained`` folde
 * ``autoencoder/``: the audio VAE (:class:`~moviegen.models.audio.AudioAutoencoder`).
 
 Sampling is the video model's: Euler steps from t = 0 (noise) to 1 (data) on the linear-quadratic schedule,
-classifier-free guidance on the text (video features and context ride along both branches).
+classifier-free guidance on the text, and with ``video_guidance`` (a model trained with feature dropout)
+on the video features too: the unconditional branch then sees neither text nor video features (the
+audio context rides along both branches).
 
 **Audio extension** (paper §7): a video longer than the DiT's window (``transformer.config.max_latent_frames``
 latent frames) gets its audio by one of
@@ -26,7 +28,8 @@ latent frames) gets its audio by one of
   (the masked audio context), which it keeps.
 
 Folder: the four components and a ``model_index.json`` whose ``_class_name`` is ``AudioPipeline``, with
-``num_steps``, ``schedule``, ``guidance_scale``, ``overlap`` and ``extension`` and every weight's SHA-256.
+``num_steps``, ``schedule``, ``guidance_scale``, ``overlap``, ``extension`` and ``video_guidance`` and
+every weight's SHA-256.
 """
 
 from __future__ import annotations
@@ -72,7 +75,7 @@ class AudioPipeline(MemberPipeline):
 
     COMPONENTS = {"text": TextConditioner, "transformer": MovieGenTransformer, "autoencoder": AudioAutoencoder,
                   "frames": FrameEncoder}  # fmt: skip
-    SETTINGS = ("num_steps", "schedule", "guidance_scale", "overlap", "extension")
+    SETTINGS = ("num_steps", "schedule", "guidance_scale", "overlap", "extension", "video_guidance")
     FOLDER = "audio model"
 
     def __init__(
@@ -86,6 +89,7 @@ class AudioPipeline(MemberPipeline):
         guidance_scale: float = 3.0,
         overlap: int | None = None,
         extension: str = "triangular",
+        video_guidance: bool = False,
     ):
         c, latent = transformer.config, autoencoder.config.latent_channels
         if c.out_channels != latent or c.in_channels != audio_dit_channels(latent):
@@ -105,6 +109,9 @@ class AudioPipeline(MemberPipeline):
         if isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 < overlap < c.max_latent_frames:
             raise MovieGenError(f"overlap must be in (0, {c.max_latent_frames}) latent frames, got {overlap!r}")
         self.check_extension(extension)
+        if not isinstance(video_guidance, bool):
+            raise MovieGenError(f"video_guidance must be true or false, got {video_guidance!r}")
+        self.video_guidance = video_guidance
         self.text, self.transformer, self.autoencoder, self.frames = text, transformer, autoencoder, frames
         self.num_steps, self.schedule, self.overlap, self.extension = num_steps, schedule, overlap, extension
         self.guidance_scale = check_guidance_scale(guidance_scale)
@@ -159,6 +166,15 @@ class AudioPipeline(MemberPipeline):
 
     # -- sampling
 
+    def _null(self, cond: Tensor) -> Tensor | None:
+        """The unconditional branch's conditioning: the video features zeroed when the model guides on them
+        (trained with feature dropout), the audio context kept; else None (the same as ``cond``)."""
+        if not self.video_guidance:
+            return None
+        null = cond.clone()
+        null[:, :FEATURES] = 0
+        return null
+
     def _sample(self, noise: Tensor, tokens: Tensor, mask: Tensor, cond: Tensor, times: Tensor, guidance: float,
                 extension: str, callback: Callable[[int, int], None] | None) -> Tensor:  # fmt: skip
         frames = noise.shape[2]
@@ -167,7 +183,8 @@ class AudioPipeline(MemberPipeline):
             overlap = 0 if extension == "independent" else self.overlap
             weights = "triangular" if extension == "triangular" else "uniform"
             return flow.sample(self.transformer, noise, tokens, mask, times, guidance, callback=callback,
-                               cond=cond, window=window, overlap=overlap, window_weights=weights)  # fmt: skip
+                               cond=cond, window=window, overlap=overlap, window_weights=weights,
+                               null_cond=self._null(cond))  # fmt: skip
         # masked audio context: each window keeps the frames already made and continues them
         out = torch.zeros_like(noise)
         features = cond[:, :FEATURES]
@@ -180,7 +197,7 @@ class AudioPipeline(MemberPipeline):
             part = dit_condition(features[:, :, span, 0, 0], out[:, :, span, 0, 0], known)
             step = None if callback is None else (lambda i, n, k=k: callback(k * n + i, n * len(starts)))
             x = flow.sample(self.transformer, noise[:, :, span], tokens, mask, times, guidance, callback=step,
-                            cond=part)  # fmt: skip
+                            cond=part, null_cond=self._null(part))  # fmt: skip
             new = slice(max(done - s, 0), self.window)
             out[:, :, s + new.start : s + self.window] = x[:, :, new]
             done = s + self.window

@@ -218,6 +218,7 @@ def sample(
     window: int | None = None,
     overlap: int = 0,
     window_weights: str = "uniform",
+    null_cond: torch.Tensor | None = None,
     **model_kwargs: Any,
 ) -> torch.Tensor:
     """Euler-integrate dx/dt = u(x, t) from ``times[0]`` (noise) to ``times[-1]`` (data); returns x1.
@@ -243,6 +244,9 @@ def sample(
     (the ablation). Memory grows with the window, not the clip. ``window_weights`` ``"triangular"`` weights
     each window's velocity by :func:`window_weights_for` (highest at its centre, small at its edges) instead of
     a plain average: Movie Gen Audio's extension (paper §7), where a window's edge frames see least context.
+    ``null_cond`` (the shape of ``cond``) is the unconditional branch's conditioning (default: ``cond``
+    itself), so guidance can steer towards the condition as well as the text (Movie Gen Audio's video
+    features).
     """
     times = torch.as_tensor(times, dtype=torch.float64)
     if times.ndim != 1 or times.numel() < 2:
@@ -267,11 +271,15 @@ def sample(
         text_in = torch.cat([text_in, tokens.repeat(repeat, 1, 1).to(text_in.dtype)], dim=1)
         mask_in = torch.cat([mask_in, ctx_mask.repeat(repeat, 1)], dim=1)
 
-    def velocity(x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+    if null_cond is not None and (cond is None or null_cond.shape != cond.shape):
+        raise MovieGenError("null_cond needs a cond of the same shape")
+
+    def velocity(x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None, null: torch.Tensor | None) -> torch.Tensor:
         inp = with_condition(x, cond)
         if not guided:
             return model(inp, t, text_in, mask_in, **kwargs_in)
-        both = model(torch.cat([inp, inp]), torch.cat([t, t]), text_in, mask_in, **kwargs_in)
+        inp_null = inp if null is None else with_condition(x, null)
+        both = model(torch.cat([inp, inp_null]), torch.cat([t, t]), text_in, mask_in, **kwargs_in)
         u_cond, u_uncond = both.chunk(2)
         return u_uncond + guidance_scale * (u_cond - u_uncond)
 
@@ -285,13 +293,14 @@ def sample(
         t = torch.full((b,), float(times[i]), device=noise.device, dtype=torch.float32)
         dt = float(times[i + 1] - times[i])
         if len(starts) == 1:
-            u = velocity(x, t, cond).to(x.dtype)
+            u = velocity(x, t, cond, null_cond).to(x.dtype)
         else:
             u = torch.zeros_like(x)
             count = torch.zeros(frames, device=x.device, dtype=x.dtype)
             for s in starts:
                 part = None if cond is None else cond[:, :, s : s + span]
-                v = velocity(x[:, :, s : s + span], t, part).to(x.dtype)
+                null = None if null_cond is None else null_cond[:, :, s : s + span]
+                v = velocity(x[:, :, s : s + span], t, part, null).to(x.dtype)
                 u[:, :, s : s + span] += v * weight.view(1, 1, -1, *([1] * (x.ndim - 3)))
                 count[s : s + span] += weight
             u = u / count.view(1, 1, -1, *([1] * (x.ndim - 3)))

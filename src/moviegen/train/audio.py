@@ -15,7 +15,8 @@ triples and (instrument, key) pairs appear in no stage): video, 48 kHz audio, au
    latent laid out (C, T, 1, 1), its text (:func:`~moviegen.data.sound.compose_audio_prompt` of caption
    and music prompt) and a ``cond`` tensor (:func:`moviegen.audio.dit_condition`): the frame features at
    the latent rate, and for ``context_fraction`` of the items a known prefix of random length (the masked
-   audio context the extension continues from), for the rest none;
+   audio context the extension continues from), for the rest none; for ``feature_dropout`` of them the
+   video features are zeroed (what the guidance's unconditional branch sees);
 4. **guidance**: the text-guidance scale with the best world score (mean of impact F1, pitch and timbre
    accuracy and the tempo hit rate, :func:`moviegen.eval.audio.aggregate_world_scores`) on validation clips.
 
@@ -96,9 +97,10 @@ class AudioRecipe(Config):
     text_dropout: float = 0.1
     t_location: float = 0.0
     context_fraction: float = 0.5
+    feature_dropout: float = 0.1
     num_steps: int = 50
     calibration_steps: int = 25
-    guidance_scales: tuple[float, ...] = (1.0, 2.0, 3.0)
+    guidance_scales: tuple[float, ...] = (1.0, 1.5, 2.0, 3.0)
     calibration_clips: int = 10
     embedding_steps: int = 300
     val_every: int = 500
@@ -121,6 +123,7 @@ class AudioRecipe(Config):
         require(0 < self.ae_crop_s <= 4, name, "ae_crop_s must be in (0, 4] s")
         require(min(self.ae_lr, self.frames_lr, self.lr) > 0, name, "learning rates must be > 0")
         require(0 <= self.context_fraction <= 1, name, "context_fraction must be in [0, 1]")
+        require(0 <= self.feature_dropout < 1, name, "feature_dropout must be in [0, 1)")
         require(0 <= self.text_dropout < 1, name, "text_dropout must be in [0, 1)")
         require(len(self.guidance_scales) >= 1 and all(g >= 1 for g in self.guidance_scales), name,
                 "guidance_scales must be values >= 1")  # fmt: skip
@@ -306,6 +309,8 @@ def dit_items(clips: list[SoundClip], latents: list[torch.Tensor], ae: AudioAuto
         known = torch.zeros(1, t, dtype=torch.bool)
         if rng.random() < recipe.context_fraction and t > 1:
             known[:, : int(rng.integers(1, t))] = True
+        if rng.random() < recipe.feature_dropout:
+            feats = torch.zeros_like(feats)  # the unconditional branch of video guidance
         cond = dit_condition(feats[None], z[None], known)[0]
         prompt = clip.prompt
         if prompt not in states:
@@ -432,7 +437,7 @@ def train_audio(recipe: AudioRecipe, out: str | Path, base: str | Path | None = 
     export = trained.export_dir
     pipe = AudioPipeline(TextConditioner.from_pretrained(export / "text"),
                          MovieGenTransformer.from_pretrained(export / "transformer"), ae, frames,
-                         num_steps=recipe.num_steps)  # fmt: skip
+                         num_steps=recipe.num_steps, video_guidance=recipe.feature_dropout > 0)  # fmt: skip
 
     scale, table = calibrate_guidance(pipe, calibration_clips(world, recipe), recipe, progress)
     pipe.guidance_scale = scale
