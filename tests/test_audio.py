@@ -187,3 +187,28 @@ def test_moviegen_audio_refuses_a_file_without_video_frames(folder, tmp_path, ca
     wav = write_wav(tmp_path / "only_sound.wav", torch.zeros(SR // 10))
     code, _, err = run_cli(capsys, "audio", wav, "--prompt", "hum", "--out", tmp_path / "o.mp4", "--model", folder)
     assert code != 0 and len(err.strip().splitlines()) == 1 and not (tmp_path / "o.mp4").exists()
+
+
+def test_video_guidance_zeroes_the_features_in_the_unconditional_branch(pipe, monkeypatch, tmp_path):
+    from moviegen import flow
+    from moviegen.models.audio import FEATURES
+
+    seen = []
+    real = flow.sample
+
+    def spy(*args, null_cond=None, **kw):
+        seen.append(null_cond)
+        return real(*args, null_cond=null_cond, **kw)
+
+    monkeypatch.setattr(flow, "sample", spy)
+    video = moving_clip(8, 16, 16)
+    pipe(video, "hum", fps=16)
+    assert seen[-1] is None
+    guided = AudioPipeline(pipe.text, pipe.transformer, pipe.autoencoder, pipe.frames, num_steps=2,
+                           guidance_scale=2.0, video_guidance=True)  # fmt: skip
+    guided(video, "hum", fps=16)
+    assert seen[-1][:, :FEATURES].abs().max() == 0 and seen[-1].shape[1] == FEATURES + 8 + 1
+    again = AudioPipeline.from_pretrained(guided.save_pretrained(tmp_path / "guided"))
+    assert again.video_guidance is True
+    with pytest.raises(MovieGenError):
+        AudioPipeline(pipe.text, pipe.transformer, pipe.autoencoder, pipe.frames, video_guidance="yes")

@@ -261,3 +261,25 @@ def test_frame_difference_term_is_the_weighted_mse_of_consecutive_error_differen
         lambda *_: guess[:, :, :1], image, text, mask, t=t, noise=noise[:, :, :1], frame_diff_weight=3.0
     )
     torch.testing.assert_close(c, d)
+
+
+class CondVelocity(torch.nn.Module):
+    """u = mean of the conditioning channels (after the latent's), for every latent channel."""
+
+    def forward(self, x, t, text, text_mask=None):
+        return x[:, 1:].mean(dim=1, keepdim=True).expand(-1, 1, *x.shape[2:]) * torch.ones_like(x[:, :1])
+
+
+def test_null_cond_guides_towards_the_condition():
+    noise = torch.zeros(1, 1, 4, 1, 1)
+    text, mask = torch.randn(1, 2, 8), torch.ones(1, 2, dtype=torch.bool)
+    cond, null = torch.full((1, 1, 4, 1, 1), 2.0), torch.zeros(1, 1, 4, 1, 1)
+    same = sample(CondVelocity(), noise, text, mask, linear(4), guidance_scale=3.0, cond=cond)
+    torch.testing.assert_close(same, noise + 2.0)  # the same condition in both branches: no effect
+    guided = sample(CondVelocity(), noise, text, mask, linear(4), guidance_scale=3.0, cond=cond, null_cond=null)
+    torch.testing.assert_close(guided, noise + 6.0)  # 0 + 3·(2 − 0)
+    windowed = sample(CondVelocity(), noise, text, mask, linear(4), guidance_scale=3.0, cond=cond, null_cond=null,
+                      window=2, overlap=1, window_weights="triangular")  # fmt: skip
+    torch.testing.assert_close(windowed, noise + 6.0)
+    with pytest.raises(MovieGenError):
+        sample(CondVelocity(), noise, text, mask, linear(4), guidance_scale=3.0, null_cond=null)

@@ -940,16 +940,23 @@ def default_image_model() -> str | None:
     return str(DEFAULT_IMAGE_MODEL) if (DEFAULT_IMAGE_MODEL / "model_index.json").is_file() else None
 
 
-def load_upsampler(path: Path | None, device: str = "auto"):
-    """An UpsamplerPipeline from a folder (default: the shipped one) on ``device``."""
+def load_member(pipeline_class, shipped: Path, what: str, path: Path | None, device: str = "auto"):
+    """A member's pipeline from ``path`` (default: its shipped folder ``shipped``) on ``device``; one error
+    line naming ``what`` when nothing is shipped."""
     from moviegen.devices import resolve_device
-    from moviegen.upsampler import DEFAULT_UPSAMPLER, UpsamplerPipeline
 
     if path is None:
-        if not (DEFAULT_UPSAMPLER / "model_index.json").is_file():
-            raise MovieGenError("no shipped upsampler found: pass an UpsamplerPipeline folder")
-        path = DEFAULT_UPSAMPLER
-    return UpsamplerPipeline.from_pretrained(path).to(resolve_device(device))
+        if not (shipped / "model_index.json").is_file():
+            raise MovieGenError(f"no shipped {what} found: pass an {pipeline_class.__name__} folder")
+        path = shipped
+    return pipeline_class.from_pretrained(path).to(resolve_device(device))
+
+
+def load_upsampler(path: Path | None, device: str = "auto"):
+    """An UpsamplerPipeline from a folder (default: the shipped one) on ``device``."""
+    from moviegen.upsampler import DEFAULT_UPSAMPLER, UpsamplerPipeline
+
+    return load_member(UpsamplerPipeline, DEFAULT_UPSAMPLER, "upsampler", path, device)
 
 
 @app.command()
@@ -1293,14 +1300,9 @@ def _edit_bench(path: Path, out: Path, model, limit, seeds: int, steps, guidance
 
 def load_edit_model(path: Path | None, device: str = "auto"):
     """An EditPipeline from a folder (default: the shipped one) on ``device``."""
-    from moviegen.devices import resolve_device
     from moviegen.edit import DEFAULT_EDIT_MODEL, EditPipeline
 
-    if path is None:
-        if not (DEFAULT_EDIT_MODEL / "model_index.json").is_file():
-            raise MovieGenError("no shipped Edit model found: pass an EditPipeline folder (moviegen train edit)")
-        path = DEFAULT_EDIT_MODEL
-    return EditPipeline.from_pretrained(path).to(resolve_device(device))
+    return load_member(EditPipeline, DEFAULT_EDIT_MODEL, "Edit model", path, device)
 
 
 @app.command()
@@ -1347,13 +1349,8 @@ def edit(
 def load_audio_model(path: Path | None, device: str = "auto"):
     """An AudioPipeline from a folder (default: the shipped one) on ``device``."""
     from moviegen.audio import DEFAULT_AUDIO_MODEL, AudioPipeline
-    from moviegen.devices import resolve_device
 
-    if path is None:
-        if not (DEFAULT_AUDIO_MODEL / "model_index.json").is_file():
-            raise MovieGenError("no shipped audio model found: pass an AudioPipeline folder (moviegen train audio)")
-        path = DEFAULT_AUDIO_MODEL
-    return AudioPipeline.from_pretrained(path).to(resolve_device(device))
+    return load_member(AudioPipeline, DEFAULT_AUDIO_MODEL, "audio model", path, device)
 
 
 def _check_audio_options(steps: int | None, guidance: float | None, extension: str | None) -> None:
@@ -1403,7 +1400,7 @@ def audio(
     from moviegen.files import check_output_file
     from moviegen.video import read_video
 
-    _check_audio_options(steps, None if guidance is None else guidance, extension)
+    _check_audio_options(steps, guidance, extension)
     check_output_file(out, "output video")
     if wav is not None:
         check_output_file(wav, "output WAV")
