@@ -727,6 +727,7 @@ def bench(
     """Generate a benchmark prompt set with fixed seeds (resumable); bad rows are reported, not fatal.
     With ``--edit``, run the Edit Bench instead: each row's video edited as its instruction says. Movie
     Gen Audio Bench rows (.jsonl) get their sound too: videos with 48 kHz AAC audio."""
+    from moviegen.audio_files import SAMPLE_RATE
     from moviegen.eval.bench import read_prompts, run_bench
     from moviegen.files import check_output_dir
     from moviegen.pipeline import GenerationRequest
@@ -784,7 +785,7 @@ def bench(
             progress=report,
             image=frames == 1,
             sound=sound,
-            sample_rate=sound.sample_rate if sound is not None else 48_000,
+            sample_rate=sound.sample_rate if sound is not None else SAMPLE_RATE,
         )
     for r in summary.records:
         if r.status != "ok":

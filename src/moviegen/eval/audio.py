@@ -520,7 +520,7 @@ def si_sdr(reference: Tensor | np.ndarray, estimate: Tensor | np.ndarray) -> flo
 
 
 def score_world_clip(audio: Tensor | np.ndarray, clip: SoundClip, sample_rate: int | None = None,
-                     tolerance: float = EVENT_TOLERANCE_S) -> dict:  # fmt: skip
+                     tolerance: float = EVENT_TOLERANCE_S, onsets: np.ndarray | None = None) -> dict:  # fmt: skip
     """One generated waveform scored against the world clip it was made for (same video, caption and
     music prompt): the onsets :func:`classify_onsets` calls impacts are matched to the true impacts
     (:func:`match_events`); each matched pair scores pitch (the colour the impact template names) and
@@ -528,18 +528,18 @@ def score_world_clip(audio: Tensor | np.ndarray, clip: SoundClip, sample_rate: i
     finds the beat grid among the impacts; else from the onsets named music) is within 5 % of the
     prompt's. Keys: ``kind``, ``tp``, ``fp``,
     ``fn``, ``errors_s``, ``pitch_hits``, ``timbre_hits`` (per matched pair, 0/1), ``tempo_true``,
-    ``tempo`` (None when unreadable) and ``tempo_ok`` (None without music)."""
+    ``tempo`` (None when unreadable) and ``tempo_ok`` (None without music). ``onsets`` (s): the
+    waveform's :func:`onset_times` when the caller has them already."""
     sr = clip.sample_rate if sample_rate is None else sample_rate
     x = as_mono(audio)
     music = clip.attributes.get("music")
-    rows = classify_onsets(x, None, sr, music)
+    rows = classify_onsets(x, onsets, sr, music)
     impacts = [r for r in rows if r["kind"] == "impact"]
     truth = clip.impacts
     m = match_events([r["time"] for r in impacts], [i.time for i in truth], tolerance)
     pitch, timbre = [], []
     for i, j, _ in m["matched"]:
-        true_color = clip.attributes["color"]
-        pitch.append(int(PITCHES[impacts[i]["color"]] == PITCHES[true_color]))
+        pitch.append(int(PITCHES[impacts[i]["color"]] == truth[j].pitch))
         timbre.append(int(impacts[i]["shape"] == truth[j].shape))
     tempo_true = tempo = tempo_ok = None
     if music is not None:

@@ -382,11 +382,12 @@ def evaluate_audio_folder(folder: Path, embedding: AudioEmbedding, reference: li
             errors.append(f"{name}: {e}")
             continue
         x = audio.double()
+        onsets = onset_times(audio, rate)
         record = {"file": name, "seconds": len(audio) / rate,
                   "loudness_dbfs": float(20 * torch.log10(x.pow(2).mean().sqrt().clamp_min(1e-12))),
-                  "onsets": int(len(onset_times(audio, rate)))}  # fmt: skip
+                  "onsets": int(len(onsets))}  # fmt: skip
         if name in truth:
-            row = score_world_clip(audio, truth[name], rate)
+            row = score_world_clip(audio, truth[name], rate, onsets=onsets)
             rows.append(row)
             record.update(tp=row["tp"], fp=row["fp"], fn=row["fn"], tempo=row["tempo"])
         files.append(record)

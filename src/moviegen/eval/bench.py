@@ -34,6 +34,7 @@ from pathlib import Path
 
 from torch import Tensor
 
+from moviegen.audio_files import SAMPLE_RATE
 from moviegen.errors import MovieGenError
 from moviegen.files import write_atomic
 
@@ -260,7 +261,7 @@ def run_bench(
     progress: Callable[[int, int, str], None] | None = None,
     image: bool = False,
     sound: Callable[[BenchPrompt, Tensor, int], Tensor] | None = None,
-    sample_rate: int = 48_000,
+    sample_rate: int = SAMPLE_RATE,
 ) -> BenchSummary:
     """Generate ``generate(prompt, seed)`` for every prompt and seed ``0..seeds-1`` into ``out``
     (``image``: one-frame outputs written as ``{id}_s{seed}.png``). With ``sound`` (Movie Gen Audio

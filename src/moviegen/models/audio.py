@@ -22,8 +22,8 @@ the latent for the DiT (:meth:`normalize`, :meth:`denormalize`), as the TAE's sc
 **Frame encoder** (:class:`FrameEncoder`). The paper conditions the audio DiT on per-frame video features
 resampled to the audio latent rate. Ours is a small CNN on each frame resized to 32×32 whose heads are
 trained on the world (the object's colour, shape and scene class, its position and size): the feature of
-a frame is those heads' outputs (class probabilities, position, size) and its velocity, :data:`FEATURES`
-wide [choice: the paper's features come from a large video-text encoder; a trained head's readout is the
+a frame is those heads' outputs (class probabilities, position, size) and its velocity,
+:data:`FRAME_FEATURES` wide [choice: the paper's features come from a large video-text encoder; a trained head's readout is the
 smallest feature that carries what sound depends on here — what moves, where, and when it turns].
 :func:`resample_features` linearly interpolates them from the video's frame rate to the 25 Hz latent rate.
 """
@@ -275,7 +275,7 @@ class FrameEncoder(nn.Module, PretrainedMixin):
     """Per-frame features of a video (module docstring): ``features(video, fps)`` → (T, FRAME_FEATURES).
 
     ``heads(frames)`` (N, 3, 32, 32) → (colour logits, shape logits, scene logits, (x, y, size) in [0, 1]):
-    what the recipe trains (:func:`moviegen.train.audio.pretrain_frame_encoder`).
+    what the recipe trains (:func:`moviegen.train.audio.train_frame_encoder`).
     """
 
     config_class = FrameEncoderConfig
