@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from pathlib import Path
@@ -1030,10 +1031,13 @@ def generate(
 ) -> None:
     """Generate a video from a text prompt and write it as an MP4 (``--upsample``: at twice the size;
     ``--reference FACE.png``: of the person in the image; ``--audio``: with sound)."""
+    from moviegen.cascade import VideoRequest
+    from moviegen.devices import resolve_device
     from moviegen.files import check_output_file
-    from moviegen.pipeline import GenerationRequest
 
-    GenerationRequest(prompt, frames, height, width, fps, steps, schedule, guidance, seed, camera).validate()
+    VideoRequest(prompt, frames, height, width, fps, steps, schedule, guidance, seed, camera).validate()
+    if reference is not None and (camera is not None or rewrite):
+        raise MovieGenError("--camera and --rewrite are not available with --reference")
     if upsampler is not None and not upsample:
         raise MovieGenError("--upsampler is only used with --upsample")
     check_output_file(out, "output video")
@@ -1041,12 +1045,15 @@ def generate(
     if as_png and frames != 1:
         raise MovieGenError(f"a PNG holds one frame: use --frames 1, or an .mp4 path for {frames} frames")
     sound = _cascade_sound(audio, audio_prompt, prompt, music, audio_model, wav, out, as_png, seed, device)
+    request = VideoRequest(prompt, frames, height, width, fps, steps, schedule, guidance, seed, camera, rewrite)
     if reference is not None:
-        if camera is not None or rewrite:
-            raise MovieGenError("--camera and --rewrite are not available with --reference")
+        from moviegen.personalize import DEFAULT_PERSONALIZED_MODEL, PersonalizedPipeline, read_reference
+
+        image = read_reference(reference)
+        folder = Path(model) if model is not None else DEFAULT_PERSONALIZED_MODEL
+        pipe = PersonalizedPipeline.from_pretrained(folder).to(resolve_device(device))
         up = load_upsampler(upsampler, device) if upsample else None
-        request = (frames, height, width, fps, steps, schedule, guidance, seed)
-        _personalized_to_file(model, reference, prompt, out, request, up, device, sound)
+        _generate_to_file(pipe, request, out, up, sound, wav, reference=image)
         return
     pipe = load_pipeline(default_image_model() if model is None and frames == 1 else model, device)
     up = load_upsampler(upsampler, device) if upsample else None
@@ -1055,23 +1062,22 @@ def generate(
 
         options = (rewriter, rewriter_url, rewriter_model, rewriter_path, pipe.style, str(pipe.device))
         pipe.rewriter = rewriter_from_options(*options)
-        rewrite = True if rewrite is None else rewrite
-    request = (frames, height, width, fps, steps, schedule, guidance, seed, camera)
-    _generate_to_file(pipe, prompt, out, request, rewrite, up, as_png, sound)
+        request = dataclasses.replace(request, rewrite=True if rewrite is None else rewrite)
+    _generate_to_file(pipe, request, out, up, sound, wav)
 
 
 def _cascade_sound(enabled: bool, audio_prompt: str | None, prompt: str, music: str | None, model: Path | None,
                    wav: Path | None, out: Path, as_png: bool, seed: int, device: str):  # fmt: skip
     """``generate --audio``: checks the audio options and loads the audio model before any sampling, and
-    returns ``sound(video, fps, bar)`` → the waveform (written to ``wav`` too); None without ``--audio``.
-    The audio prompt defaults to the video prompt."""
+    returns the cascade's :class:`~moviegen.cascade.Sound` stage; None without ``--audio``. The audio prompt
+    defaults to the video prompt."""
+    from moviegen.cascade import Sound
+
     options = (("--audio-prompt", audio_prompt), ("--music", music), ("--audio-model", model), ("--wav", wav))
     if not enabled:
         if given := [name for name, value in options if value is not None]:
             raise MovieGenError(f"{', '.join(given)} only apply with --audio")
         return None
-    prompt = audio_prompt or prompt
-    from moviegen.audio_files import write_wav
     from moviegen.files import check_output_file
 
     if as_png:
@@ -1080,97 +1086,43 @@ def _cascade_sound(enabled: bool, audio_prompt: str | None, prompt: str, music: 
         check_output_file(wav, "output WAV")
         if wav.resolve() == out.resolve():
             raise MovieGenError("--wav must be another path than --out")
-    pipe = load_audio_model(model, device)
-
-    def sound(video: torch.Tensor, fps: float, bar: Progress) -> torch.Tensor:
-        pipe.check_request(video, prompt, fps, None)
-        waveform = _sound(pipe, video, fps, prompt, music, None, None, seed, None, bar)
-        if wav is not None:
-            write_wav(wav, waveform, pipe.sample_rate)
-        return waveform
-
-    sound.sample_rate = pipe.sample_rate
-    return sound
+    return Sound(load_audio_model(model, device), audio_prompt or prompt, music, seed)
 
 
-def _write_mp4(pipe, video: torch.Tensor, out: Path, fps: float, sound, bar: Progress) -> None:
-    """The MP4 of ``video``, with the cascade's sound muxed in when ``sound`` is given."""
-    if sound is None:
-        pipe.export_mp4(video, out, fps=fps)  # checks that the file holds every frame
-        return
-    from moviegen.audio_files import write_video_with_audio
+def bar_reporter(bar: Progress):
+    """A cascade ``report(stage, step, total)`` drawing one progress bar per stage."""
+    tasks: dict[str, int] = {}
 
-    write_video_with_audio(out, video, fps, sound(video, fps, bar), sound.sample_rate)
+    def report(stage: str, step: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(stage, total=total, status="")
+        bar.update(tasks[stage], completed=step, total=total)
+
+    return report
 
 
-def _generate_to_file(pipe, prompt: str, out: Path, request: tuple, rewrite, up, as_png: bool, sound=None) -> None:
-    """Check the request, sample (then upsample), write an MP4 — or a PNG when ``as_png`` (one frame):
-    the one path behind ``moviegen generate`` and ``moviegen image``; ``sound`` (:func:`_cascade_sound`)
-    adds the audio."""
-    frames, height, width, fps, steps, schedule, guidance, seed, camera = request
-    pipe.check_request(prompt, *request)
-    if up is not None:
-        up.output_size(height, width)  # size errors before any work
-    prepared = pipe.prepare_prompt(prompt, fps, camera, rewrite, frames)
-    if prepared.rewritten:
+def _generate_to_file(pipe, request, out: Path, up, sound=None, wav: Path | None = None, reference=None) -> None:
+    """Check the request, sample (then upsample, then add sound), write an MP4 — or a PNG for one frame: the
+    one path behind ``moviegen generate`` (``reference``: a face for the personalized model) and
+    ``moviegen image`` (:mod:`moviegen.cascade`)."""
+    from moviegen import cascade
+
+    prepared = cascade.prepare(pipe, request, reference, up)
+    if prepared is not None and prepared.rewritten:
         console.print(f"[cyan]rewritten prompt:[/] {prepared.encoded}", highlight=False, soft_wrap=True)
-    for note in prepared.notes:
+    for note in prepared.notes if prepared is not None else ():
         console.print(f"[yellow]warning:[/] {note}", highlight=False, soft_wrap=True)
     with progress() as bar:
-        task = bar.add_task("sampling", total=steps, status="")
-        video = pipe(prepared, num_frames=frames, height=height, width=width, num_steps=steps,
-                     schedule=schedule, guidance_scale=guidance, seed=seed,
-                     callback=lambda i, n: bar.update(task, completed=i + 1))  # fmt: skip
-        if up is not None:
-            task = bar.add_task("upsampling", total=up.num_steps, status="")
-            video = up(video, seed=seed, callback=lambda i, n: bar.update(task, completed=i + 1))
-        if not as_png:
-            _write_mp4(pipe, video, out, prepared.fps, sound, bar)
-    if as_png:
-        from moviegen.video import write_image
-
-        write_image(out, video)
-        typer.echo(f"wrote {out} ({video.shape[2]}x{video.shape[3]} image)")
+        report = bar_reporter(bar)
+        video, fps = cascade.sample(pipe, request, prepared, reference, up, report)
+        cascade.write(video, fps, out, sound, report, wav)
+    whose = " of the reference's person" if reference is not None else ""
+    if out.suffix.lower() == ".png":
+        typer.echo(f"wrote {out} ({video.shape[2]}x{video.shape[3]} image{whose})")
         return
     with_sound = " with sound" if sound is not None else ""
-    typer.echo(
-        f"wrote {out} ({video.shape[1]} frames, {video.shape[2]}x{video.shape[3]}, {prepared.fps} fps{with_sound})"
-    )
-
-
-def _personalized_to_file(model, reference: Path, prompt: str, out: Path, request: tuple, up, device: str,
-                          sound=None) -> None:  # fmt: skip
-    """``moviegen generate --reference``: crop the face, sample with the PT2V model, write MP4 or PNG."""
-    from moviegen.devices import resolve_device
-    from moviegen.personalize import DEFAULT_PERSONALIZED_MODEL, PersonalizedPipeline, read_reference
-    from moviegen.pipeline import merge_prompt_controls
-
-    frames, height, width, fps, steps, schedule, guidance, seed = request
-    image = read_reference(reference)
-    folder = Path(model) if model is not None else DEFAULT_PERSONALIZED_MODEL
-    pipe = PersonalizedPipeline.from_pretrained(folder).to(resolve_device(device))
-    pipe.check_reference(image)  # "no face found" and size errors before sampling
-    if up is not None:
-        up.output_size(height, width)
-    _, prompt_fps, _ = merge_prompt_controls(prompt, fps, None)
-    with progress() as bar:
-        task = bar.add_task("sampling", total=steps, status="")
-        video = pipe(prompt, image, num_frames=frames, height=height, width=width, fps=fps, num_steps=steps,
-                     schedule=schedule, guidance_scale=guidance, seed=seed,
-                     callback=lambda i, n: bar.update(task, completed=i + 1))  # fmt: skip
-        if up is not None:
-            task = bar.add_task("upsampling", total=up.num_steps, status="")
-            video = up(video, seed=seed, callback=lambda i, n: bar.update(task, completed=i + 1))
-        rate = prompt_fps or 16
-        if out.suffix.lower() != ".png":
-            _write_mp4(pipe, video, out, rate, sound, bar)
-    if out.suffix.lower() == ".png":
-        from moviegen.video import write_image
-
-        write_image(out, video)
-        typer.echo(f"wrote {out} ({video.shape[2]}x{video.shape[3]} image of the reference's person)")
-        return
-    typer.echo(f"wrote {out} ({video.shape[1]} frames, {video.shape[2]}x{video.shape[3]}, {rate} fps)")
+    typer.echo(f"wrote {out} ({video.shape[1]} frames, {video.shape[2]}x{video.shape[3]}, {fps} fps{whose}"
+               f"{with_sound})")  # fmt: skip
 
 
 @app.command()
@@ -1208,8 +1160,10 @@ def image(
     check_output_file(out, "output image")
     pipe = load_pipeline(model or default_image_model(), device)
     size = min(pipe.max_size) if size is None else size
-    _generate_to_file(pipe, prompt, out, (1, size, size, None, steps, schedule, guidance, seed, None),
-                      rewrite, None, as_png=True)  # fmt: skip
+    from moviegen.cascade import VideoRequest
+
+    request = VideoRequest(prompt, 1, size, size, None, steps, schedule, guidance, seed, None, rewrite)
+    _generate_to_file(pipe, request, out, None)
 
 
 @app.command()
@@ -1418,6 +1372,71 @@ def audio(
     seconds = len(sound) / pipe.sample_rate
     typer.echo(f"wrote {out} ({video.shape[1]} frames, {seconds:.2f} s of {pipe.sample_rate} Hz audio)"
                + (f" and {wav}" if wav is not None else ""))  # fmt: skip
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind (loopback by default; others need --token).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    data: Annotated[Path, typer.Option(help="Folder of the job queue, uploads and results.")] = Path("moviegen-serve"),
+    token: Annotated[
+        str | None, typer.Option(help="Require 'Authorization: Bearer TOKEN' on the API (env MOVIEGEN_TOKEN).",
+                                 envvar="MOVIEGEN_TOKEN")] = None,  # fmt: skip
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", help="NAME=DIR: a text-to-video pipeline jobs may name (repeat); the first is the "
+                     "default. Default: world (the shipped model) and tiny-random."),
+    ] = None,  # fmt: skip
+    personalize_model: Annotated[Path | None, typer.Option(help="PT2V folder (default: the shipped one).")] = None,
+    upsampler: Annotated[Path | None, typer.Option(help="Upsampler folder (default: the shipped one).")] = None,
+    edit_model: Annotated[Path | None, typer.Option(help="Edit folder (default: the shipped one).")] = None,
+    audio_model: Annotated[Path | None, typer.Option(help="Audio folder (default: the shipped one).")] = None,
+    max_queue: Annotated[int, typer.Option(help="Jobs queued or running before new ones get 429.")] = 64,
+    max_upload_mb: Annotated[float, typer.Option(help="Largest upload (MB).")] = 32,
+    max_frames: Annotated[int, typer.Option(help="Most frames a job may ask for.")] = 128,
+    max_side: Annotated[int, typer.Option(help="Largest height/width a job may ask for.")] = 512,
+    max_steps: Annotated[int, typer.Option(help="Most Euler steps a job may ask for.")] = 250,
+    device: Annotated[str, typer.Option(help=DEVICE_HELP + " (bf16 on CUDA)")] = "auto",
+) -> None:
+    """Serve the cast over HTTP: the job API (/v1/jobs, docs at /docs) and the web studio (/)."""
+    import ipaddress
+
+    import uvicorn
+
+    from moviegen.devices import resolve_device
+    from moviegen.serve.app import Limits, create_app
+    from moviegen.serve.worker import ModelPaths
+
+    dev = str(resolve_device(device))
+    generators: dict[str, str | None] = {}
+    for item in model or ["world", "tiny-random=tiny-random"]:
+        name, _, folder = item.partition("=")
+        if name == "world" and not folder:
+            generators["world"] = None
+            continue
+        if not name or not folder:
+            raise MovieGenError(f"--model takes NAME=DIR, got {item!r}")
+        if folder != "tiny-random" and not (Path(folder) / "model_index.json").is_file():
+            raise MovieGenError(f"--model {name}: no pipeline folder at {folder}")
+        generators[name] = folder
+    for name, value, low in (("--port", port, 1), ("--max-queue", max_queue, 1), ("--max-frames", max_frames, 1),
+                             ("--max-side", max_side, 16), ("--max-steps", max_steps, 1)):  # fmt: skip
+        if value < low:
+            raise MovieGenError(f"{name} must be >= {low}, got {value}")
+    if not 0 < max_upload_mb <= 4096:
+        raise MovieGenError(f"--max-upload-mb must be in (0, 4096], got {max_upload_mb}")
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and token is None:
+        raise MovieGenError(f"--host {host} is reachable from other machines: give a --token")
+    paths = ModelPaths(generators, next(iter(generators)), personalize_model, upsampler, edit_model, audio_model)
+    limits = Limits(max_frames=max_frames, max_side=max_side, max_steps=max_steps,
+                    max_upload_bytes=int(max_upload_mb * (1 << 20)), max_queue=max_queue)  # fmt: skip
+    app_ = create_app(data, paths, limits, token, dev)
+    typer.echo(f"moviegen serve on http://{host}:{port} (studio /, API docs /docs; data in {data}; device {dev})")
+    uvicorn.run(app_, host=host, port=port, log_level="warning")
 
 
 @app.command()
