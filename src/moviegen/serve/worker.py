@@ -176,16 +176,16 @@ class Worker(threading.Thread):
         super().__init__(name="moviegen-worker", daemon=True)
         self.store, self.models, self.results = store, models, Path(results)
         self.results.mkdir(parents=True, exist_ok=True)
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
         self.current: str | None = None
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
         with self.store.changed:
             self.store.changed.notify_all()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             job = self.store.claim()
             if job is None:
                 self.store.wait(1.0)
@@ -200,14 +200,14 @@ class Worker(threading.Thread):
         self.store.set_stages(job.id, job_stages(job))
 
         def report(stage: str, step: int, total: int) -> None:
-            if self.store.progress(job.id, stage, step, total) or self._stop.is_set():
+            if self.store.progress(job.id, stage, step, total) or self._stopping.is_set():
                 raise Cancelled
 
         try:
             with torch.inference_mode():
                 name = run_job(job, self.models, self.results, report)
         except Cancelled:
-            if self._stop.is_set() and not self.store.get(job.id).cancel:
+            if self._stopping.is_set() and not self.store.get(job.id).cancel:
                 return  # the server is stopping: the job stays running and is requeued at the next start
             self.store.finish(job.id, "cancelled")
         except MovieGenError as e:
