@@ -62,3 +62,14 @@ def test_load_20_clients_200_requests_nothing_lost(tmp_path):
     assert sum(report.finished.values()) == report.accepted
     assert set(report.finished) <= {"done", "cancelled"}
     assert report.latency_ms["all"]["n"] == 200
+
+
+def test_serve_command_refuses_bad_options_with_one_line(tmp_path, capsys):
+    from helpers import run_cli
+
+    for args, message in ((("--host", "0.0.0.0"), "give a --token"), (("--model", "foo"), "NAME=DIR"),
+                          (("--model", f"x={tmp_path}"), "no pipeline folder"), (("--max-queue", "0"), ">= 1"),
+                          (("--max-upload-mb", "-1"), "max-upload-mb"), (("--device", "tpu"), "unknown device")):  # fmt: skip
+        code, _, err = run_cli(capsys, "serve", "--data", tmp_path / "data", *args)
+        assert code == 1 and message in err and err.count("\n") == 1, (args, err)
+    assert not (tmp_path / "data").exists()
