@@ -101,9 +101,12 @@ class Sound:
     prompt: str
     music: str | None = None
     seed: int = 0
+    steps: int | None = None  # None: the audio model's own
+    guidance: float | None = None
 
     def __call__(self, video: Tensor, fps: float, report: Report | None = None) -> Tensor:
-        return self.pipe(video, self.prompt, self.music, fps=fps, seed=self.seed, callback=_stage(report, "audio"))
+        return self.pipe(video, self.prompt, self.music, fps=fps, seed=self.seed, num_steps=self.steps,
+                         guidance_scale=self.guidance, callback=_stage(report, "audio"))  # fmt: skip
 
     def check(self, video: Tensor, fps: float) -> None:
         self.pipe.check_request(video, self.prompt, fps, None)

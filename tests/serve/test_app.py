@@ -176,7 +176,8 @@ def test_members_through_uploads_and_the_cascade(client, tmp_path):
     jobs = {
         "edit": ({"task": "edit", "prompt": "make the circle blue", "steps": 2}, "source", source),
         "upsample": ({"task": "upsample", "steps": 2}, "source", source),
-        "audio": ({"task": "audio", "prompt": "knocks as it bounces", "music": "piano music"}, "source", source),
+        "audio": ({"task": "audio", "prompt": "knocks as it bounces", "music": "piano music", "steps": 3}, "source",
+                  source),
         "reference": ({"prompt": "a person smiling", "steps": 2}, "reference", (tmp_path / "face.png").read_bytes()),
     }
     ids = {}
@@ -195,6 +196,7 @@ def test_members_through_uploads_and_the_cascade(client, tmp_path):
         (tmp_path / f"{name}.mp4").write_bytes(client.get(job["result"]).content)
         assert read_video(tmp_path / f"{name}.mp4")[0].shape == shapes[name], name
     assert wait(client, ids["cascade"])["progress"]["stages"] == ["sampling", "upsampling", "audio"]
+    assert wait(client, ids["audio"])["progress"]["total"] == 3  # the request's steps reach the audio model
     import av
 
     for name in ("audio", "cascade"):

@@ -153,7 +153,8 @@ def run_job(job: Job, models: Models, results: Path, report) -> str:
                       callback=lambda i, n: report("upsampling", i + 1, n))  # fmt: skip
         write_video(out, result, fps=fps)
     elif job.task == "audio":
-        sound = cascade.Sound(models.member("audio"), r["prompt"], r.get("music"), r["seed"])
+        sound = cascade.Sound(models.member("audio"), r["prompt"], r.get("music"), r["seed"], r.get("steps"),
+                              r.get("guidance"))  # fmt: skip
         cascade.write(video, fps, out, sound, report)
     else:
         raise MovieGenError(f"unknown task {job.task!r}")
