@@ -1404,7 +1404,8 @@ def serve(
     import uvicorn
 
     from moviegen.devices import resolve_device
-    from moviegen.serve.app import Limits, create_app
+    from moviegen.serve.app import create_app
+    from moviegen.serve.requests import Limits
     from moviegen.serve.worker import ModelPaths
 
     dev = str(resolve_device(device))

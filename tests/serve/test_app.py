@@ -9,7 +9,8 @@ import torch
 from fastapi.testclient import TestClient
 
 from moviegen.data.people import People
-from moviegen.serve.app import Limits, create_app
+from moviegen.serve.app import create_app
+from moviegen.serve.requests import Limits
 from moviegen.serve.worker import ModelPaths
 from moviegen.video import read_image, read_video, write_image, write_video
 
