@@ -32,16 +32,18 @@ class VideoRequest:
     height: int = 64
     width: int = 64
     fps: int | None = None
-    steps: int = 50
-    schedule: str = "linear-quadratic"
+    steps: int | None = None  # None: the model's own (50; a distilled model's few)
+    schedule: str | None = None  # None: the model's own
     guidance: float | None = None
     seed: int = 0
     camera: str | None = None
     rewrite: bool | None = None
 
     def validate(self) -> None:
-        GenerationRequest(self.prompt, self.frames, self.height, self.width, self.fps, self.steps, self.schedule,
-                          self.guidance, self.seed, self.camera).validate()  # fmt: skip
+        steps = 50 if self.steps is None else self.steps
+        schedule = "linear-quadratic" if self.schedule is None else self.schedule
+        GenerationRequest(self.prompt, self.frames, self.height, self.width, self.fps, steps, schedule, self.guidance,
+                          self.seed, self.camera).validate()  # fmt: skip
 
 
 def stages(upsample: bool = False, audio: bool = False) -> list[str]:

@@ -277,6 +277,23 @@ def train_upsampler_command(
     run_member_recipe(UpsamplerRecipe, train_upsampler, out, quick, base, steps, device)
 
 
+@train_app.command("distill")
+def train_distill_command(
+    out: Annotated[
+        Path, typer.Option("--out", help="Output folder (pipeline/, cache/, val_cache/, run/, training_log.json).")
+    ],
+    quick: QuickRecipe = False,
+    base: BaseModel = None,
+    steps: Annotated[int | None, typer.Option(help="Override the training steps.")] = None,
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
+) -> None:
+    """Distil a text-to-video model (default: the shipped world model) into an 8-step student (beyond the
+    paper: piecewise reflow of the teacher's guided trajectories, guidance distilled in)."""
+    from moviegen.train.distill import DistillRecipe, distill
+
+    run_member_recipe(DistillRecipe, distill, out, quick, base, steps, device)
+
+
 @train_app.command("image")
 def train_image_command(
     out: Annotated[
@@ -918,12 +935,17 @@ RANDOM_PIPELINES = {"tiny-random": "tiny"}
 
 
 def load_pipeline(model: str | None, device: str = "auto"):
-    """A MovieGenPipeline from a folder, or ``tiny-random`` (random weights, offline MiniLM text), moved to
-    ``device`` (``auto``: CUDA when available)."""
+    """A MovieGenPipeline from a folder, a shipped model's name (``world``, ``world-distilled``) or
+    ``tiny-random`` (random weights, offline MiniLM text), moved to ``device`` (``auto``: CUDA when
+    available). A folder of that name in the working directory wins over the name."""
     from moviegen.devices import resolve_device
-    from moviegen.pipeline import DEFAULT_MODEL, MovieGenPipeline
+    from moviegen.pipeline import DEFAULT_MODEL, SHIPPED_MODELS, MovieGenPipeline
 
     dev = resolve_device(device)
+    if model in SHIPPED_MODELS and not Path(model).exists():
+        if not (SHIPPED_MODELS[model] / "model_index.json").is_file():
+            raise MovieGenError(f"the shipped model {model!r} is not in this install ({SHIPPED_MODELS[model]})")
+        return MovieGenPipeline.from_pretrained(SHIPPED_MODELS[model]).to(dev)
     if model is None and (DEFAULT_MODEL / "model_index.json").is_file():
         return MovieGenPipeline.from_pretrained(DEFAULT_MODEL).to(dev)
     if model is None or (model in RANDOM_PIPELINES and not Path(model).exists()):
@@ -968,8 +990,8 @@ def generate(
     model: Annotated[
         str | None,
         typer.Option(
-            help="Pipeline folder, or 'tiny-random' (default: the world model; the image model "
-            "for --frames 1)."
+            help="Pipeline folder, or a shipped model: world | world-distilled (8 steps) | tiny-random "
+            "(default: world; the image model for --frames 1)."
         ),
     ] = None,  # fmt: skip
     frames: Annotated[int, typer.Option(help="Number of frames.")] = 16,
@@ -979,8 +1001,12 @@ def generate(
         int | None,
         typer.Option(help="Frame rate, also the FPS-N prompt prefix (default: the prompt's, else 16)."),
     ] = None,
-    steps: Annotated[int, typer.Option(help="Euler steps.")] = 50,
-    schedule: Annotated[str, typer.Option(help="linear-quadratic | linear")] = "linear-quadratic",
+    steps: Annotated[
+        int | None, typer.Option(help="Euler steps (default: the model's own: 50, 8 for world-distilled).")
+    ] = None,
+    schedule: Annotated[
+        str | None, typer.Option(help="linear-quadratic | linear (default: the model's own).")
+    ] = None,
     guidance: Annotated[
         float | None, typer.Option(help="Guidance scale (default: the model's own, else 7.5).")
     ] = None,
@@ -1384,8 +1410,8 @@ def serve(
                                  envvar="MOVIEGEN_TOKEN")] = None,  # fmt: skip
     model: Annotated[
         list[str] | None,
-        typer.Option("--model", help="NAME=DIR: a text-to-video pipeline jobs may name (repeat); the first is the "
-                     "default. Default: world (the shipped model) and tiny-random."),
+        typer.Option("--model", help="NAME=DIR or a shipped name: a text-to-video model jobs may name (repeat); "
+                     "the first is the default. Default: the shipped ones (world, world-distilled) and tiny-random."),
     ] = None,  # fmt: skip
     personalize_model: Annotated[Path | None, typer.Option(help="PT2V folder (default: the shipped one).")] = None,
     upsampler: Annotated[Path | None, typer.Option(help="Upsampler folder (default: the shipped one).")] = None,
@@ -1409,14 +1435,17 @@ def serve(
     from moviegen.serve.worker import ModelPaths
 
     dev = str(resolve_device(device))
-    generators: dict[str, str | None] = {}
-    for item in model or ["world", "tiny-random=tiny-random"]:
+    from moviegen.pipeline import SHIPPED_MODELS
+    from moviegen.serve.app import default_generators
+
+    generators: dict[str, str] = {} if model else default_generators()
+    for item in model or []:
         name, _, folder = item.partition("=")
-        if name == "world" and not folder:
-            generators["world"] = None
+        if name in (*SHIPPED_MODELS, "tiny-random") and not folder:
+            generators[name] = name
             continue
         if not name or not folder:
-            raise MovieGenError(f"--model takes NAME=DIR, got {item!r}")
+            raise MovieGenError(f"--model takes NAME=DIR (or a shipped name: world, world-distilled), got {item!r}")
         if folder != "tiny-random" and not (Path(folder) / "model_index.json").is_file():
             raise MovieGenError(f"--model {name}: no pipeline folder at {folder}")
         generators[name] = folder

@@ -62,6 +62,9 @@ from moviegen.video import MAX_FPS, write_video
 INDEX_NAME = "model_index.json"
 DEFAULT_MODEL = Path(__file__).parent / "weights" / "world"  # shipped by the world recipe
 DEFAULT_IMAGE_MODEL = Path(__file__).parent / "weights" / "image"  # the image recipe's (issue 16)
+DISTILLED_MODEL = Path(__file__).parent / "weights" / "world-distilled"  # ``moviegen train distill`` (issue 21)
+SHIPPED_MODELS = {"world": DEFAULT_MODEL, "world-distilled": DISTILLED_MODEL}
+"""The shipped text-to-video models ``--model`` takes by name."""
 COMPONENTS = {"text": TextConditioner, "transformer": MovieGenTransformer, "tae": TAE}
 SCHEDULES = ("linear-quadratic", "linear")
 SPATIAL_MULTIPLE = 16  # TAE 8× times the 2×2 patch
@@ -338,6 +341,8 @@ class MovieGenPipeline(Components):
         tae: TAE,
         guidance_scale: float = flow.GUIDANCE_SCALE,
         caption_style: str | None = None,
+        num_steps: int = 50,
+        schedule: str = "linear-quadratic",
     ):
         if text.model_dim != transformer.config.dim:
             raise MovieGenError(
@@ -356,6 +361,10 @@ class MovieGenPipeline(Components):
             )
         self.text, self.transformer, self.tae = text, transformer, tae
         self.guidance_scale = check_guidance_scale(guidance_scale)
+        if isinstance(num_steps, bool) or not isinstance(num_steps, int):
+            raise MovieGenError(f"num_steps must be an integer, got {num_steps!r}")
+        schedule_times(schedule, num_steps)  # a known schedule and a usable step count
+        self.num_steps, self.schedule = num_steps, schedule  # the defaults (a distilled model's are few)
         self.caption_style = caption_style
         self.style: CaptionStyle | None = find_caption_style(caption_style)
         self.rewriter = TemplateRewriter(self.style)
@@ -375,7 +384,7 @@ class MovieGenPipeline(Components):
     def save_pretrained(self, path: str | Path, dtype: torch.dtype | None = None) -> Path:
         """Write the three component folders and the index; ``dtype`` shrinks backbone and TAE weights."""
         with atomic_dir(path) as tmp:
-            extra = {"guidance_scale": self.guidance_scale}
+            extra = {"guidance_scale": self.guidance_scale, "num_steps": self.num_steps, "schedule": self.schedule}
             if self.caption_style is not None:
                 extra["caption_style"] = self.caption_style
             write_components(tmp, self, extra, dtype)
@@ -398,7 +407,11 @@ class MovieGenPipeline(Components):
             find_caption_style(style)
         except MovieGenError as e:
             raise MovieGenError(f"{path / INDEX_NAME}: {e}") from None
-        return cls(**read_components(path, index), guidance_scale=guidance, caption_style=style)
+        sampling = {k: index[k] for k in ("num_steps", "schedule") if k in index}
+        try:
+            return cls(**read_components(path, index), guidance_scale=guidance, caption_style=style, **sampling)
+        except MovieGenError as e:
+            raise MovieGenError(f"{path / INDEX_NAME}: {e}") from None
 
     # -- sampling
 
@@ -410,8 +423,8 @@ class MovieGenPipeline(Components):
         height: int = 64,
         width: int = 64,
         fps: int | None = None,
-        num_steps: int = 50,
-        schedule: str = "linear-quadratic",
+        num_steps: int | None = None,
+        schedule: str | None = None,
         guidance_scale: float | None = None,
         seed: int = 0,
         camera_motion: str | None = None,
@@ -421,9 +434,12 @@ class MovieGenPipeline(Components):
         """Generate one video; returns frames ``(3, num_frames, height, width)`` in [-1, 1].
 
         Deterministic for a fixed seed on a given device (noise comes from a seeded CPU generator).
-        ``guidance_scale`` None is the model's own (:attr:`guidance_scale`); ``fps`` None is the prompt's
+        ``num_steps`` / ``schedule`` / ``guidance_scale`` None are the model's own (:attr:`num_steps`, 50 unless
+        distilled; :attr:`schedule`; :attr:`guidance_scale`); ``fps`` None is the prompt's
         ``FPS-`` prefix, else 16; ``rewrite`` None is the model's default (:meth:`prepare_prompt`).
         """
+        num_steps = self.num_steps if num_steps is None else num_steps
+        schedule = self.schedule if schedule is None else schedule
         prepared = prompt if isinstance(prompt, PreparedPrompt) else None
         if prepared is None:
             args = (num_frames, height, width, fps, num_steps, schedule, guidance_scale, seed, camera_motion)
@@ -456,13 +472,15 @@ class MovieGenPipeline(Components):
         height: int = 64,
         width: int = 64,
         fps: int | None = None,
-        num_steps: int = 50,
-        schedule: str = "linear-quadratic",
+        num_steps: int | None = None,
+        schedule: str | None = None,
         guidance_scale: float | None = None,
         seed: int = 0,
         camera_motion: str | None = None,
     ) -> None:
         """Every argument, and whether this model can make a video that size, checked before any work."""
+        num_steps = self.num_steps if num_steps is None else num_steps
+        schedule = self.schedule if schedule is None else schedule
         GenerationRequest(
             prompt, num_frames, height, width, fps, num_steps, schedule, guidance_scale, seed, camera_motion
         ).validate()

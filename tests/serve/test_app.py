@@ -14,7 +14,7 @@ from moviegen.serve.requests import Limits
 from moviegen.serve.worker import ModelPaths
 from moviegen.video import read_image, read_video, write_image, write_video
 
-TINY = ModelPaths(generators={"tiny": "tiny-random", "world": None}, default_generator="tiny")
+TINY = ModelPaths(generators={"tiny": "tiny-random", "world": "world"}, default_generator="tiny")
 SMALL = {"prompt": "a red circle moves right", "frames": 8, "height": 32, "width": 32, "steps": 2}
 
 

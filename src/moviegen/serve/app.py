@@ -145,10 +145,18 @@ async def _read_job(request: Request, state: ServeState, job_id: str) -> tuple[J
         raise RequestValidationError(e.errors()) from None
 
 
+def default_generators() -> dict[str, str]:
+    """The text-to-video models a server offers by default: the shipped ones, and ``tiny-random``."""
+    from moviegen.pipeline import SHIPPED_MODELS
+
+    shipped = [name for name, folder in SHIPPED_MODELS.items() if (folder / "model_index.json").is_file()]
+    return {name: name for name in shipped} | {"tiny-random": "tiny-random"}
+
+
 def create_app(data: str | Path, paths: ModelPaths | None = None, limits: Limits | None = None,
                token: str | None = None, device: str = "auto") -> FastAPI:  # fmt: skip
     """The service as an ASGI app; the worker starts with the app (uvicorn, or a TestClient)."""
-    paths = paths or ModelPaths(generators={"world": None, "tiny-random": "tiny-random"})
+    paths = paths or ModelPaths(generators=default_generators())
     state = ServeState(Path(data), paths, limits or Limits(), token, device)
 
     @asynccontextmanager

@@ -41,8 +41,8 @@ class JobRequest(BaseModel):
     height: int = Field(64, ge=16, multiple_of=16)
     width: int = Field(64, ge=16, multiple_of=16)
     fps: int | None = Field(None, ge=1, le=120)
-    steps: int | None = Field(None, ge=1, description="Euler steps (default: 50, or the member model's own)")
-    schedule: Literal["linear-quadratic", "linear"] = "linear-quadratic"
+    steps: int | None = Field(None, ge=1, description="Euler steps (default: the model's own)")
+    schedule: Literal["linear-quadratic", "linear"] | None = Field(None, description="default: the model's own")
     guidance: float | None = Field(None, ge=0, lt=1000)
     seed: int = Field(0, ge=0, le=2**63 - 1)
     camera: str | None = Field(None, max_length=64, description='generate: a camera motion, e.g. "pan left"')
@@ -73,10 +73,9 @@ def check_request(req: JobRequest, limits: Limits, members: dict[str, bool], mod
             raise MovieGenError(f"a {name} file is for the {' / '.join(tasks)} task, not {req.task}")
     values = req.model_dump()
     if req.task == "generate":
-        values["steps"] = 50 if req.steps is None else req.steps
         if not req.prompt.strip():
             raise MovieGenError("a generate job needs a prompt")
-        VideoRequest(req.prompt, req.frames, req.height, req.width, req.fps, values["steps"], req.schedule,
+        VideoRequest(req.prompt, req.frames, req.height, req.width, req.fps, req.steps, req.schedule,
                      req.guidance, req.seed, req.camera).validate()  # fmt: skip
         if req.model is not None and req.model not in models:
             raise MovieGenError(f"unknown model {req.model!r} (this server has {', '.join(models)})")

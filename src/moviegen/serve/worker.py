@@ -35,10 +35,10 @@ class Cancelled(Exception):
 @dataclass(frozen=True)
 class ModelPaths:
     """Where the worker loads each member from. ``generators`` maps the names a request may give in
-    ``model`` to text-to-video pipeline folders (``tiny-random``: the untrained tiny pipeline); None means
-    the shipped model, as for the commands."""
+    ``model`` to what ``moviegen generate --model`` takes: a pipeline folder or a shipped name (``world``,
+    ``world-distilled``, ``tiny-random``); the members' None means their shipped model."""
 
-    generators: dict[str, str | None]
+    generators: dict[str, str]
     default_generator: str = "world"
     personalize: Path | None = None
     upsampler: Path | None = None
@@ -83,8 +83,8 @@ class Models:
         if name not in self.paths.generators:
             raise MovieGenError(f"unknown model {name!r} (this server has {', '.join(self.paths.generators)})")
         folder = self.paths.generators[name]
-        if folder is None and name == self.paths.default_generator and frames == 1:
-            folder = default_image_model()  # as `moviegen generate --frames 1`
+        if folder == "world" and frames == 1:
+            folder = default_image_model() or folder  # as `moviegen generate --frames 1`
         return self._get("generator", f"{name}:{folder}", lambda: load_pipeline(folder, self.device))
 
     def member(self, kind: str):
@@ -120,8 +120,8 @@ def run_job(job: Job, models: Models, results: Path, report) -> str:
     r, uploads = job.request, job.uploads
     out = results / result_name(job)
     if job.task == "generate":
-        request = cascade.VideoRequest(r["prompt"], r["frames"], r["height"], r["width"], r.get("fps"), r["steps"],
-                                       r["schedule"], r.get("guidance"), r["seed"], r.get("camera"),
+        request = cascade.VideoRequest(r["prompt"], r["frames"], r["height"], r["width"], r.get("fps"), r.get("steps"),
+                                       r.get("schedule"), r.get("guidance"), r["seed"], r.get("camera"),
                                        r.get("rewrite"))  # fmt: skip
         reference = None
         if "reference" in uploads:

@@ -113,6 +113,9 @@ class TrainConfig(Config):
     its first ``/``), one group per batch, in the given order (Edit's task ratios, paper §6: their sequence
     lengths differ). ``random_image_frames``: one-latent-frame batches take a random temporal position
     (``frame_offset``; Edit stage 1, paper §6: the first frame's position made video edits collapse).
+    Items holding ``noise`` (like the latent) train on that fixed x0 instead of a drawn one, and items
+    holding ``t_window`` (lo, hi) draw t inside that window (:mod:`moviegen.train.distill`'s piecewise
+    straight paths).
 
     Personalization (paper §5): ``reference_encoder`` is a :class:`~moviegen.models.vision.ReferenceEncoder`
     folder, or a transformers CLIP vision folder (a fresh, zero-initialised projector on it); default: the
@@ -951,7 +954,22 @@ class Trainer:
             extra["task"] = named["task"].reshape(-1).round().long().to(self.device)
         if "reference" in named:
             extra["reference"] = named["reference"].to(self.device, non_blocking=True)
+        for name in ("noise", "t_window"):  # distillation pairs (train.distill): fixed x0, t inside a window
+            if name in named:
+                extra[name] = named[name].float().to(self.device, non_blocking=True)
         return latents, text, extra
+
+    @staticmethod
+    def _paired(t: torch.Tensor, noise: torch.Tensor, extra: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """An item's own ``noise`` replaces the drawn one (a reflow pair), and with a ``t_window`` (lo, hi) the
+        drawn t in (0, 1) becomes ``lo + t·(hi − lo)``: the flow-matching loss on one window of a straight
+        path (:mod:`moviegen.train.distill`)."""
+        noise = extra.pop("noise", noise)
+        window = extra.pop("t_window", None)
+        if window is not None:
+            lo, hi = window[:, 0].to(t.dtype), window[:, 1].to(t.dtype)
+            t = lo + t * (hi - lo)
+        return t, noise
 
     def _frame_offset(self, latents: torch.Tensor, step: int, indices: list[int]) -> torch.Tensor | None:
         """Random temporal positions for a one-latent-frame batch (``random_image_frames``), drawn from
@@ -981,6 +999,7 @@ class Trainer:
             tuple(latents.shape[1:]), positions, c.seed, step, self.device, mask, c.text_dropout, c.t_location
         )
         tokens, mask = self._context(tokens, mask, extra)
+        t, noise = self._paired(t, noise, extra)
         loss = flow.flow_matching_loss(
             self.model, latents, tokens, mask, t=t, noise=noise.to(latents.dtype),
             frame_diff_weight=c.frame_diff_weight, **extra,
@@ -1047,6 +1066,7 @@ class Trainer:
                 tuple(latents.shape[1:]), chunk, c.seed + VAL_SEED_OFFSET, 0, self.device
             )
             tokens, mask = self._context(tokens, mask, extra)
+            t, noise = self._paired(t, noise, extra)
             loss = flow.flow_matching_loss(
                 self.model, latents, tokens, mask, t=t, noise=noise.to(latents.dtype), **extra
             )
