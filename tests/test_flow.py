@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from moviegen import flow
 from moviegen.errors import MovieGenError
 from moviegen.flow import (
     SIGMA_MIN,
@@ -283,3 +284,56 @@ def test_null_cond_guides_towards_the_condition():
     torch.testing.assert_close(windowed, noise + 6.0)
     with pytest.raises(MovieGenError):
         sample(CondVelocity(), noise, text, mask, linear(4), guidance_scale=3.0, null_cond=null)
+
+
+def _counting_transformer():
+    from moviegen.models.transformer import MovieGenTransformer, TransformerConfig
+
+    model = MovieGenTransformer(TransformerConfig.preset("tiny")).eval()
+    for block in model.blocks:  # the zero-initialised cross-attention output would hide any error
+        torch.nn.init.normal_(block.cross_attn.out.weight, std=0.05)
+    calls = {"kv": 0, "q_rows": 0}
+    for block in model.blocks:
+        block.cross_attn.kv.register_forward_hook(lambda *a: calls.__setitem__("kv", calls["kv"] + 1))
+        block.cross_attn.q.register_forward_pre_hook(
+            lambda mod, inp: calls.__setitem__("q_rows", calls["q_rows"] + inp[0].shape[0]))
+    return model, calls
+
+
+@pytest.mark.parametrize("guidance", [1.0, 3.0])
+def test_cached_text_keys_values_give_the_same_sample_with_less_work(guidance):
+    model, calls = _counting_transformer()
+    c = model.config
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, c.in_channels, 2, 8, 8, generator=g)
+    text = torch.randn(2, 7, c.dim, generator=g)
+    mask = torch.ones(2, 7, dtype=torch.bool)
+    mask[0, 5:] = False
+    steps, blocks = 4, len(model.blocks)
+    plain = flow.sample(model, x, text, mask, flow.linear(steps), guidance, cache_text=False)
+    branches = 2 if guidance != 1 else 1
+    assert calls == {"kv": steps * blocks, "q_rows": steps * blocks * 2 * branches}
+    calls.update(kv=0, q_rows=0)
+    cached = flow.sample(model, x, text, mask, flow.linear(steps), guidance)
+    assert torch.allclose(cached, plain, atol=1e-6) and plain.abs().mean() > 0.1
+    # keys/values once per run; the null-text rows of the unconditional branch skip cross-attention
+    assert calls == {"kv": blocks, "q_rows": steps * blocks * 2}
+
+
+def test_text_cache_with_context_tokens_windows_and_empty_text():
+    model, _ = _counting_transformer()
+    c = model.config
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(1, c.in_channels, 4, 8, 8, generator=g)
+    text, mask = torch.randn(1, 5, c.dim, generator=g), torch.ones(1, 5, dtype=torch.bool)
+    context = (torch.randn(1, 3, c.dim, generator=g), torch.ones(1, 3, dtype=torch.bool))
+    for kwargs in ({"context": context}, {"window": 2, "overlap": 1}):
+        a = flow.sample(model, x, text, mask, flow.linear(3), 2.0, cache_text=False, **kwargs)
+        b = flow.sample(model, x, text, mask, flow.linear(3), 2.0, **kwargs)
+        assert torch.allclose(a, b, atol=1e-6), kwargs
+    empty = torch.zeros(1, 0, c.dim)
+    a = flow.sample(model, x, empty, None, flow.linear(2), 1.0, cache_text=False)
+    assert torch.allclose(a, flow.sample(model, x, empty, None, flow.linear(2), 1.0), atol=1e-6)
+    cache = model.text_cache(text, mask)
+    with pytest.raises(MovieGenError, match="text_cache is of text 1×5"):
+        model(x, torch.zeros(1), torch.randn(1, 6, c.dim), text_cache=cache)

@@ -140,8 +140,10 @@ def test_the_shipped_upsampler_is_the_default_and_keeps_content(tmp_path, capsys
     before, after = detect_object(low), detect_object(high)
     assert (after.color, after.shape, after.motion) == (before.color, before.shape, before.motion)
     code, out, err = run_cli(capsys, "generate", "a red circle moving right", "--out", tmp_path / "big.mp4",
-                             "--upsample")  # fmt: skip
+                             "--upsample", "--audio")  # fmt: skip
     assert code == 0, err
     assert read_video(tmp_path / "big.mp4")[0].shape == (3, 16, 128, 128)
+    stages = dict(part.rsplit(" ", 2)[:2] for part in out.split("time per stage: ")[1].strip().split(", "))
+    assert list(stages) == ["sampling", "upsampling", "audio", "writing"] and all(float(v) > 0 for v in stages.values())
     code, _, err = run_cli(capsys, "upsample", tmp_path / "big.mp4", "--out", tmp_path / "huge.mp4")
     assert code == 1 and "at most 128x128" in err and not (tmp_path / "huge.mp4").exists()

@@ -10,7 +10,9 @@ Euler step of each stage; the stage names are :func:`stages`'s.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,9 +78,31 @@ def _stage(report: Report | None, name: str):
     return None if report is None else (lambda i, n: report(name, i + 1, n))
 
 
+@contextmanager
+def _timed(times: dict[str, float] | None, name: str):
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        if times is not None:
+            times[name] = times.get(name, 0.0) + time.perf_counter() - start
+
+
 def sample(pipe, request: VideoRequest, prepared: PreparedPrompt | None, reference: Tensor | None = None,
-           upsampler=None, report: Report | None = None) -> tuple[Tensor, int]:  # fmt: skip
-    """The video stages: sample (then upsample). Returns frames ``(3, T, H, W)`` in [-1, 1] and their rate."""
+           upsampler=None, report: Report | None = None, times: dict[str, float] | None = None,
+           ) -> tuple[Tensor, int]:  # fmt: skip
+    """The video stages: sample (then upsample). Returns frames ``(3, T, H, W)`` in [-1, 1] and their rate;
+    ``times`` gets each stage's wall time in seconds."""
+    with _timed(times, "sampling"):
+        video, fps = _sample(pipe, request, prepared, reference, report)
+    if upsampler is not None:
+        with _timed(times, "upsampling"):
+            video = upsampler(video, seed=request.seed, callback=_stage(report, "upsampling"))
+    return video, fps
+
+
+def _sample(pipe, request: VideoRequest, prepared: PreparedPrompt | None, reference: Tensor | None,
+            report: Report | None) -> tuple[Tensor, int]:  # fmt: skip
     r = request
     if reference is not None:
         video = pipe(r.prompt, reference, num_frames=r.frames, height=r.height, width=r.width, fps=r.fps,
@@ -90,8 +114,6 @@ def sample(pipe, request: VideoRequest, prepared: PreparedPrompt | None, referen
                      schedule=r.schedule, guidance_scale=r.guidance, seed=r.seed,
                      callback=_stage(report, "sampling"))  # fmt: skip
         fps = prepared.fps
-    if upsampler is not None:
-        video = upsampler(video, seed=r.seed, callback=_stage(report, "upsampling"))
     return video, fps
 
 
@@ -115,21 +137,26 @@ class Sound:
 
 
 def write(video: Tensor, fps: float, out: Path, sound: Sound | None = None, report: Report | None = None,
-          wav: Path | None = None) -> Path:  # fmt: skip
+          wav: Path | None = None, times: dict[str, float] | None = None) -> Path:  # fmt: skip
     """Write ``video`` as an MP4 (with the cascade's sound muxed in as AAC, and also as ``wav`` when given), or
-    as a PNG when ``out`` ends in ``.png`` (one frame). Atomic: nothing is left at ``out`` on failure."""
+    as a PNG when ``out`` ends in ``.png`` (one frame). Atomic: nothing is left at ``out`` on failure.
+    ``times`` gets the sound stage's and the writing's wall time."""
     from moviegen.video import write_image, write_video
 
     if out.suffix.lower() == ".png":
         if sound is not None:
             raise MovieGenError("sound needs a video: write an .mp4, not a PNG")
-        return write_image(out, video)
+        with _timed(times, "writing"):
+            return write_image(out, video)
     if sound is None:
-        return write_video(out, video, fps=fps)
+        with _timed(times, "writing"):
+            return write_video(out, video, fps=fps)
     from moviegen.audio_files import write_video_with_audio, write_wav
 
     sound.check(video, fps)
-    waveform = sound(video, fps, report)
-    if wav is not None:
-        write_wav(wav, waveform, sound.pipe.sample_rate)
-    return write_video_with_audio(out, video, fps, waveform, sound.pipe.sample_rate)
+    with _timed(times, "audio"):
+        waveform = sound(video, fps, report)
+    with _timed(times, "writing"):
+        if wav is not None:
+            write_wav(wav, waveform, sound.pipe.sample_rate)
+        return write_video_with_audio(out, video, fps, waveform, sound.pipe.sample_rate)

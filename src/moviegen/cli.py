@@ -559,9 +559,12 @@ def eval_world_command(
     seeds: Annotated[int, typer.Option(help="Seeds per prompt.")] = 2,
     num_seen: Annotated[int, typer.Option(help="Seen (training) triples to include.")] = 20,
     out: Annotated[Path | None, typer.Option(help="Also write the JSON report here.")] = None,
-    quick: Annotated[bool, typer.Option(help="Only 50 linear-quadratic steps (skip linear-250).")] = False,
+    quick: Annotated[bool, typer.Option(help="Only the model's own sampler (skip linear-250).")] = False,
     guidance: Annotated[
         float | None, typer.Option(help="Guidance scale (default: the model's own, else 7.5).")
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option(help="Euler steps of the main sampler (default: the model's own: 50, 8 distilled).")
     ] = None,
     device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
 ) -> None:
@@ -582,7 +585,9 @@ def eval_world_command(
         check_output_file(out, "report")
     pipe = load_pipeline(model, device)
     guidance = pipe.guidance_scale if guidance is None else guidance
-    samplers = [("linear-quadratic", 50)] + ([] if quick else [("linear", 250)])
+    if steps is not None and not 1 <= steps <= 10_000:
+        raise MovieGenError(f"--steps must be in [1, 10000], got {steps}")
+    samplers = [(pipe.schedule, steps or pipe.num_steps)] + ([] if quick else [("linear", 250)])
 
     def generate(p, seed, schedule, steps):
         camera = p.truth.get("camera")
@@ -1138,17 +1143,19 @@ def _generate_to_file(pipe, request, out: Path, up, sound=None, wav: Path | None
         console.print(f"[cyan]rewritten prompt:[/] {prepared.encoded}", highlight=False, soft_wrap=True)
     for note in prepared.notes if prepared is not None else ():
         console.print(f"[yellow]warning:[/] {note}", highlight=False, soft_wrap=True)
+    times: dict[str, float] = {}
     with progress() as bar:
         report = bar_reporter(bar)
-        video, fps = cascade.sample(pipe, request, prepared, reference, up, report)
-        cascade.write(video, fps, out, sound, report, wav)
+        video, fps = cascade.sample(pipe, request, prepared, reference, up, report, times)
+        cascade.write(video, fps, out, sound, report, wav, times)
     whose = " of the reference's person" if reference is not None else ""
     if out.suffix.lower() == ".png":
         typer.echo(f"wrote {out} ({video.shape[2]}x{video.shape[3]} image{whose})")
-        return
-    with_sound = " with sound" if sound is not None else ""
-    typer.echo(f"wrote {out} ({video.shape[1]} frames, {video.shape[2]}x{video.shape[3]}, {fps} fps{whose}"
-               f"{with_sound})")  # fmt: skip
+    else:
+        with_sound = " with sound" if sound is not None else ""
+        typer.echo(f"wrote {out} ({video.shape[1]} frames, {video.shape[2]}x{video.shape[3]}, {fps} fps{whose}"
+                   f"{with_sound})")  # fmt: skip
+    typer.echo("time per stage: " + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in times.items()))
 
 
 @app.command()

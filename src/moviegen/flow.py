@@ -219,9 +219,15 @@ def sample(
     overlap: int = 0,
     window_weights: str = "uniform",
     null_cond: torch.Tensor | None = None,
+    cache_text: bool = True,
     **model_kwargs: Any,
 ) -> torch.Tensor:
     """Euler-integrate dx/dt = u(x, t) from ``times[0]`` (noise) to ``times[-1]`` (data); returns x1.
+
+    The text (and context) tokens are the same at every step: with ``cache_text`` and a model that has
+    ``text_cache`` (:meth:`MovieGenTransformer.text_cache`), every block's cross-attention keys and values are
+    computed once for the run, and the unconditional branch's cross-attention (null text: its output is
+    exactly zero) is skipped; the result is the same as without the cache.
 
     Classifier-free guidance: ``u = u_uncond + s·(u_cond − u_uncond)``. The unconditional branch uses the
     same text with ``null_text_mask`` (default all-False: null text) and runs in the same batched forward as
@@ -273,6 +279,8 @@ def sample(
 
     if null_cond is not None and (cond is None or null_cond.shape != cond.shape):
         raise MovieGenError("null_cond needs a cond of the same shape")
+    if cache_text and hasattr(model, "text_cache"):
+        kwargs_in = kwargs_in | {"text_cache": model.text_cache(text_in, mask_in)}
 
     def velocity(x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None, null: torch.Tensor | None) -> torch.Tensor:
         inp = with_condition(x, cond)

@@ -160,16 +160,26 @@ class Attention(nn.Module):
         self.q_norm = nn.RMSNorm(config.head_dim, eps=config.norm_eps) if config.qk_norm else nn.Identity()
         self.k_norm = nn.RMSNorm(config.head_dim, eps=config.norm_eps) if config.qk_norm else nn.Identity()
 
+    def context_kv(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cross-attention keys (normalised) and values of ``context`` (B, L, dim), as (B, heads, L, head_dim):
+        the same at every sampling step, so :class:`TextCache` computes them once."""
+        k, v = (rearrange(a, "b n (h d) -> b h n d", h=self.num_heads) for a in self.kv(context).chunk(2, dim=-1))
+        return self.k_norm(k), v
+
     def forward(
-        self, x: torch.Tensor, context: torch.Tensor | None = None, mask: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+        kv: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         if self.cross:
-            q = self.q(x)
-            k, v = self.kv(context).chunk(2, dim=-1)
+            q = rearrange(self.q(x), "b n (h d) -> b h n d", h=self.num_heads)
+            k, v = self.context_kv(context) if kv is None else kv
         else:
-            q, k, v = self.qkv(x).chunk(3, dim=-1)
-        q, k, v = (rearrange(a, "b n (h d) -> b h n d", h=self.num_heads) for a in (q, k, v))
-        y = F.scaled_dot_product_attention(self.q_norm(q), self.k_norm(k), v, attn_mask=mask)
+            q, k, v = (rearrange(a, "b n (h d) -> b h n d", h=self.num_heads) for a in self.qkv(x).chunk(3, dim=-1))
+            k = self.k_norm(k)
+        y = F.scaled_dot_product_attention(self.q_norm(q), k, v, attn_mask=mask)
         return self.out(rearrange(y, "b h n d -> b n (h d)"))
 
 
@@ -213,14 +223,36 @@ class Block(nn.Module):
         text: torch.Tensor,
         text_attn_mask: torch.Tensor | None,
         has_text: torch.Tensor | None,
+        text_kv: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         x = x + pos
         shift_sa, scale_sa, gate_sa, shift_ff, scale_ff, gate_ff = (self.modulation[None] + mod).unbind(1)
         x = x + gate_sa[:, None] * self.attn(modulate(self.norm1(x), shift_sa, scale_sa))
-        if text.shape[1] > 0:
+        if text_kv is not None:  # cached keys/values of the rows that have text; the others add exactly 0
+            rows, k, v = text_kv
+            if rows.numel() == x.shape[0]:
+                x = x + self.cross_attn(self.norm2(x), mask=text_attn_mask, kv=(k, v))
+            elif rows.numel() > 0:
+                y = self.cross_attn(self.norm2(x[rows]), mask=text_attn_mask, kv=(k, v))
+                x = x.index_add(0, rows, y.to(x.dtype))
+        elif text.shape[1] > 0:
             y = self.cross_attn(self.norm2(x), text, text_attn_mask)
             x = x + (y if has_text is None else y * has_text)
         return x + gate_ff[:, None] * self.ffn(modulate(self.norm3(x), shift_ff, scale_ff))
+
+
+@dataclass
+class TextCache:
+    """Every block's cross-attention keys and values of one batch of context tokens (:meth:`MovieGenTransformer.
+    text_cache`), computed once per sampling run instead of once per step. Only the rows that attend to any
+    token are kept: a row with none (the null text of classifier-free guidance's unconditional branch) gets
+    exactly zero from cross-attention, so it is skipped, not computed and multiplied by zero."""
+
+    rows: torch.Tensor  # (R,) batch rows with text
+    mask: torch.Tensor | None  # (R, 1, 1, L) attention mask of those rows
+    kv: list[tuple[torch.Tensor, torch.Tensor]]  # per block: (R, heads, L, head_dim) keys, values
+    batch: int
+    length: int
 
 
 class MovieGenTransformer(nn.Module, PretrainedMixin):
@@ -351,27 +383,29 @@ class MovieGenTransformer(nn.Module, PretrainedMixin):
         text_mask: torch.Tensor | None = None,
         task: torch.Tensor | None = None,
         frame_offset: torch.Tensor | None = None,
+        text_cache: TextCache | None = None,
     ) -> torch.Tensor:
+        """The velocity (B, C, T, H, W). ``text_cache`` (:meth:`text_cache` of these ``text`` and ``text_mask``)
+        replaces the per-block cross-attention keys and values computed from ``text``: same result, less work
+        when the text is the same at every step (sampling)."""
         gt, gh, gw = self._check_inputs(x, t, text, text_mask, task, frame_offset)
+        if text_cache is not None and (text_cache.batch, text_cache.length) != tuple(text.shape[:2]):
+            raise MovieGenError(f"text_cache is of text {text_cache.batch}×{text_cache.length}, "
+                                f"not {text.shape[0]}×{text.shape[1]}")  # fmt: skip
         emb = self.time_mlp(timestep_embedding(t).to(self.time_mlp[0].weight.dtype))
         if task is not None:
             emb = emb + self.task_embed(task)
         mod = self.adaln(emb).unflatten(1, (6, self.config.dim))
-
-        # Fully masked rows would make softmax NaN: let them attend everywhere, then zero their output.
-        mask = has_text = None
-        if text_mask is not None:
-            any_text = text_mask.any(dim=1)
-            mask = (text_mask | ~any_text[:, None])[:, None, None, :]
-            has_text = any_text[:, None, None].to(text.dtype)
+        mask, has_text = self._text_mask(text, text_mask) if text_cache is None else (text_cache.mask, None)
 
         h = rearrange(self.patch_embed(x), "b d t h w -> b (t h w) d")
         pos = self.positions(gt, gh, gw, frame_offset).to(h.dtype)
-        for block in self.blocks:
+        for k, block in enumerate(self.blocks):
+            kv = None if text_cache is None else (text_cache.rows, *(text_cache.kv[k] if text_cache.kv else (None, None)))
             if self.config.gradient_checkpointing and self.training and torch.is_grad_enabled():
-                h = checkpoint(block, h, pos, mod, text, mask, has_text, use_reentrant=False)
+                h = checkpoint(block, h, pos, mod, text, mask, has_text, kv, use_reentrant=False)
             else:
-                h = block(h, pos, mod, text, mask, has_text)
+                h = block(h, pos, mod, text, mask, has_text, kv)
 
         shift, scale = (self.final_modulation[None] + emb[:, None]).unbind(1)
         out = self.head(modulate(self.final_norm(h), shift, scale))
@@ -379,6 +413,27 @@ class MovieGenTransformer(nn.Module, PretrainedMixin):
         return rearrange(
             out, "b (t h w) (pt ph pw c) -> b c (t pt) (h ph) (w pw)", t=gt, h=gh, w=gw, pt=pt, ph=ph, pw=pw
         )
+
+    @staticmethod
+    def _text_mask(text: torch.Tensor, text_mask: torch.Tensor | None):
+        """The cross-attention mask (B, 1, 1, L) and which rows have any text (B, 1, 1). Fully masked rows would
+        make softmax NaN: they attend everywhere, then their output is zeroed."""
+        if text_mask is None:
+            return None, None
+        any_text = text_mask.any(dim=1)
+        return (text_mask | ~any_text[:, None])[:, None, None, :], any_text[:, None, None].to(text.dtype)
+
+    def text_cache(self, text: torch.Tensor, text_mask: torch.Tensor | None = None) -> TextCache:
+        """Every block's cross-attention keys and values of ``text`` (B, L, dim), for the rows with any unmasked
+        token (all rows without a mask): compute once, pass to every :meth:`forward` of a sampling run."""
+        b, length = text.shape[:2]
+        rows = torch.arange(b, device=text.device) if text_mask is None else text_mask.any(dim=1).nonzero()[:, 0]
+        context = text[rows] if length > 0 else text[rows, :0]
+        mask = None if text_mask is None else text_mask[rows][:, None, None, :]
+        kv = [block.cross_attn.context_kv(context) for block in self.blocks] if length > 0 else []
+        if length == 0:
+            rows = rows[:0]  # no tokens: cross-attention adds nothing to any row
+        return TextCache(rows, mask, kv, b, length)
 
     @classmethod
     def from_base(
