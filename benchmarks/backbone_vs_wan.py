@@ -101,7 +101,7 @@ def main() -> None:
         print(f"{name:<18}{r['step_s']:>11.3f}{r['gflops_per_s']:>10.1f}{100 * r['fraction_of_gemm_peak']:>8.1f}%")
     print(f"moviegen / wan speed: {ratio:.2f}x")
     if args.json:
-        args.json.write_text(json.dumps({"args": vars(args) | {"latent": list(args.latent)}, "gemm_peak": peak,
+        args.json.write_text(json.dumps({"args": vars(args) | {"latent": list(args.latent), "json": str(args.json)}, "gemm_peak": peak,
                                          "step_flops": flops, "rows": rows, "speed_ratio": ratio}, indent=1) + "\n")  # fmt: skip
 
 

@@ -725,8 +725,10 @@ def bench(
     height: Annotated[int, typer.Option(help="Height in pixels.")] = 64,
     width: Annotated[int, typer.Option(help="Width in pixels.")] = 64,
     fps: Annotated[int, typer.Option(help="Frame rate (and FPS-N prefix).")] = 16,
-    steps: Annotated[int, typer.Option(help="Euler steps.")] = 50,
-    schedule: Annotated[str, typer.Option(help="linear-quadratic | linear")] = "linear-quadratic",
+    steps: Annotated[int | None, typer.Option(help="Euler steps (default: the model's own).")] = None,
+    schedule: Annotated[
+        str | None, typer.Option(help="linear-quadratic | linear (default: the model's own).")
+    ] = None,
     guidance: Annotated[
         float | None, typer.Option(help="Guidance scale (default: the model's own, else 7.5).")
     ] = None,
@@ -753,7 +755,7 @@ def bench(
     from moviegen.audio_files import SAMPLE_RATE
     from moviegen.eval.bench import read_prompts, run_bench
     from moviegen.files import check_output_dir
-    from moviegen.pipeline import GenerationRequest
+    from moviegen.cascade import VideoRequest
 
     if limit is not None and limit < 1:
         raise MovieGenError(f"--limit must be at least 1 (got {limit})")
@@ -763,13 +765,13 @@ def bench(
         raise MovieGenError("give one of --prompts (a prompt file) or --edit (an Edit Bench JSONL)")
     check_output_dir(out)
     if edit is not None:
-        _edit_bench(edit, out, model, limit, seeds, None if steps == 50 else steps, guidance, device)
+        _edit_bench(edit, out, model, limit, seeds, steps, guidance, device)
         return
     items, row_errors = read_prompts(prompts)
     for e in row_errors:
         console.print(f"[yellow]{prompts}:[/] {e}", highlight=False, soft_wrap=True)
     items = items[:limit] if limit is not None else items
-    GenerationRequest("x", frames, height, width, fps, steps, schedule, guidance, 0, None).validate()
+    VideoRequest("x", frames, height, width, fps, steps, schedule, guidance, 0, None).validate()
     has_audio = any(p.audio_prompt for p in items)
     if audio and not has_audio:
         raise MovieGenError("--audio needs Audio Bench rows (.jsonl with audio_prompt)")
@@ -781,6 +783,7 @@ def bench(
     pipe = load_pipeline(model, device)
     pipe.check_request("x", frames, height, width, fps, steps, schedule, guidance)
     guidance = pipe.guidance_scale if guidance is None else guidance
+    steps, schedule = steps or pipe.num_steps, schedule or pipe.schedule
     rewrite = pipe.rewrite_by_default if rewrite is None else rewrite
     settings = dict(model=str(model or "default"), frames=frames, height=height, width=width, fps=fps,
                     steps=steps, schedule=schedule, guidance=guidance, rewrite=rewrite)  # fmt: skip
