@@ -3,6 +3,7 @@ Trainer, a student pipeline that samples in its own step count with guidance 1; 
 
 import json
 
+import pytest
 import torch
 
 from helpers import run_cli
@@ -19,7 +20,7 @@ def test_window_pairs_put_the_teacher_states_on_the_flow_matching_path():
     grid = torch.tensor([0.0, 0.1, 0.5, 1.0], dtype=torch.float64)
     for k, pair in enumerate(window_pairs(states, grid)):
         lo, hi = pair["t_window"].tolist()
-        assert (lo, hi) == (float(grid[k]), float(grid[k + 1]))
+        assert (lo, hi) == pytest.approx((float(grid[k]), float(grid[k + 1])))
         for t, expected in ((lo, states[k]), (hi, states[k + 1])):
             assert torch.allclose(flow.interpolate(pair["noise"], pair["latent"], t), expected, atol=1e-5)
         v = flow.velocity_target(pair["noise"], pair["latent"])  # the regression target: the window's mean slope
