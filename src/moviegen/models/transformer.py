@@ -401,11 +401,13 @@ class MovieGenTransformer(nn.Module, PretrainedMixin):
         h = rearrange(self.patch_embed(x), "b d t h w -> b (t h w) d")
         pos = self.positions(gt, gh, gw, frame_offset).to(h.dtype)
         for k, block in enumerate(self.blocks):
-            kv = None if text_cache is None else (text_cache.rows, *(text_cache.kv[k] if text_cache.kv else (None, None)))
+            args = (h, pos, mod, text, mask, has_text)  # the six inputs parallelize()'s block hooks lay out
+            if text_cache is not None:
+                args += ((text_cache.rows, *(text_cache.kv[k] if text_cache.kv else (None, None))),)
             if self.config.gradient_checkpointing and self.training and torch.is_grad_enabled():
-                h = checkpoint(block, h, pos, mod, text, mask, has_text, kv, use_reentrant=False)
+                h = checkpoint(block, *args, use_reentrant=False)
             else:
-                h = block(h, pos, mod, text, mask, has_text, kv)
+                h = block(*args)
 
         shift, scale = (self.final_modulation[None] + emb[:, None]).unbind(1)
         out = self.head(modulate(self.final_norm(h), shift, scale))
