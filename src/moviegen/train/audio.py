@@ -69,7 +69,7 @@ from moviegen.models.audio import (
 from moviegen.models.text import TextConditioner, default_text_conditioner
 from moviegen.models.transformer import MovieGenTransformer, TransformerConfig
 from moviegen.train.audio_ae import AudioAETrainer
-from moviegen.train.loop import TrainConfig, train
+from moviegen.train.loop import TrainConfig, loss_history, train
 
 Progress = Callable[[str, int, int, dict], None]
 
@@ -402,13 +402,7 @@ def train_audio(recipe: AudioRecipe, out: str | Path, base: str | Path | None = 
     timings["dit_data_s"] = time.perf_counter() - start
 
     history: dict[str, list] = {}
-
-    def on_step(r: dict) -> None:
-        history.setdefault("loss", []).append((r["step"], r["loss"]))
-        if "val_loss" in r:
-            history.setdefault("val_loss", []).append((r["step"], r["val_loss"]))
-        if progress:
-            progress("audio DiT", r["step"], recipe.steps, {"loss": r["loss"]})
+    on_step = loss_history(history, "loss", "val_loss", progress, "audio DiT", recipe.steps)
 
     run_dir = out / "run"
     if run_dir.exists():

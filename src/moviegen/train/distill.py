@@ -43,7 +43,7 @@ from moviegen.files import write_atomic
 from moviegen.models.text import TextConditioner
 from moviegen.models.transformer import MovieGenTransformer
 from moviegen.pipeline import DEFAULT_MODEL, MovieGenPipeline, schedule_times
-from moviegen.train.loop import TrainConfig, train
+from moviegen.train.loop import TrainConfig, loss_history, train
 
 Progress = Callable[[str, int, int, dict], None]
 
@@ -174,14 +174,7 @@ def distill(recipe: DistillRecipe, out: str | Path, base: str | Path | None = No
         seed=recipe.seed, run_dir=str(out / "run"), device=device,
     )  # fmt: skip
     history: dict[str, list] = {"train/loss": [], "val/loss": []}
-
-    def on_step(record: dict) -> None:
-        history["train/loss"].append((record["step"], record["loss"]))
-        if "val_loss" in record:
-            history["val/loss"].append((record["step"], record["val_loss"]))
-        if progress:
-            progress("student", record["step"], recipe.steps, {"loss": record["loss"]})
-
+    on_step = loss_history(history, "train/loss", "val/loss", progress, "student", recipe.steps)
     t0 = time.perf_counter()
     result = train(config, log=lambda message: None, on_step=on_step)
     timings["train_s"] = time.perf_counter() - t0

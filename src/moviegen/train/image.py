@@ -41,7 +41,7 @@ from moviegen.models.tae import TAE
 from moviegen.models.text import TextConditioner
 from moviegen.models.transformer import MovieGenTransformer
 from moviegen.pipeline import DEFAULT_MODEL, MovieGenPipeline
-from moviegen.train.loop import TrainConfig, train
+from moviegen.train.loop import TrainConfig, loss_history, train
 from moviegen.video import to_uint8
 
 Progress = Callable[[str, int, int, dict], None]
@@ -198,14 +198,7 @@ def train_image(
     history: dict[str, list] = {}
 
     def on_step(stage: str, total: int) -> Callable[[dict], None]:
-        def record(r: dict) -> None:
-            history.setdefault(f"{stage}/loss", []).append((r["step"], r["loss"]))
-            if "val_loss" in r:
-                history.setdefault(f"{stage}/val_loss", []).append((r["step"], r["val_loss"]))
-            if progress:
-                progress(f"image {stage}", r["step"], total, {"loss": r["loss"]})
-
-        return record
+        return loss_history(history, f"{stage}/loss", f"{stage}/val_loss", progress, f"image {stage}", total)
 
     t0 = time.perf_counter()
     tune = _stage_config(recipe, out, "finetune", base_dir, str(out / "cache"), lr=recipe.lr,

@@ -1201,6 +1201,21 @@ def train(
     return result
 
 
+def loss_history(history: dict[str, list], loss_key: str, val_key: str, progress: Callable | None, label: str,
+                 total: int) -> Callable[[dict[str, Any]], None]:  # fmt: skip
+    """The world recipes' ``on_step`` for :func:`train`: appends ``(step, loss)`` to ``history[loss_key]`` and
+    ``(step, val_loss)`` to ``history[val_key]``, and reports ``progress(label, step, total, {"loss": ...})``."""
+
+    def on_step(record: dict[str, Any]) -> None:
+        history.setdefault(loss_key, []).append((record["step"], record["loss"]))
+        if "val_loss" in record:
+            history.setdefault(val_key, []).append((record["step"], record["val_loss"]))
+        if progress:
+            progress(label, record["step"], total, {"loss": record["loss"]})
+
+    return on_step
+
+
 # --------------------------------------------------------------------------------------------------------
 # CLI functions (registered by moviegen.cli)
 

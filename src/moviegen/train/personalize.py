@@ -55,7 +55,7 @@ from moviegen.models.transformer import MovieGenTransformer
 from moviegen.models.vision import CLIPVisionTower, ReferenceEncoder, VisionConfig
 from moviegen.personalize import PersonalizedPipeline, prepare_reference
 from moviegen.pipeline import DEFAULT_MODEL, MovieGenPipeline, read_index, schedule_times
-from moviegen.train.loop import TrainConfig, train
+from moviegen.train.loop import TrainConfig, loss_history, train
 
 Progress = Callable[[str, int, int, dict], None]
 
@@ -352,13 +352,7 @@ def train_personalize(
             run_dir=str(out / f"run_{name}"), device=device,
         )  # fmt: skip
 
-        def on_step(r: dict, name=name, steps=steps) -> None:
-            history.setdefault(f"{name}/loss", []).append((r["step"], r["loss"]))
-            if "val_loss" in r:
-                history.setdefault(f"{name}/val_loss", []).append((r["step"], r["val_loss"]))
-            if progress:
-                progress(f"PT2V {name}", r["step"], steps, {"loss": r["loss"]})
-
+        on_step = loss_history(history, f"{name}/loss", f"{name}/val_loss", progress, f"PT2V {name}", steps)
         trained = train(config, log=lambda m: None, cache=MemoryCache(items, manifest),
                         val_cache=MemoryCache(val, manifest), on_step=on_step)  # fmt: skip
         timings[f"{name}_train_s"] = time.perf_counter() - t0

@@ -37,7 +37,7 @@ from moviegen.files import write_atomic
 from moviegen.models.text import TextConditioner
 from moviegen.models.transformer import MovieGenTransformer
 from moviegen.pipeline import DEFAULT_MODEL, MovieGenPipeline
-from moviegen.train.loop import TrainConfig, train
+from moviegen.train.loop import TrainConfig, loss_history, train
 from moviegen.upsampler import UpsamplerPipeline, conditioning_latent, default_window
 
 Progress = Callable[[str, int, int, dict], None]
@@ -132,14 +132,7 @@ def train_upsampler(
         run_dir=str(out / "run"), device=device,
     )  # fmt: skip
     history: dict[str, list] = {"train/loss": [], "val/loss": []}
-
-    def on_step(record: dict) -> None:
-        history["train/loss"].append((record["step"], record["loss"]))
-        if "val_loss" in record:
-            history["val/loss"].append((record["step"], record["val_loss"]))
-        if progress:
-            progress("upsampler", record["step"], recipe.steps, {"loss": record["loss"]})
-
+    on_step = loss_history(history, "train/loss", "val/loss", progress, "upsampler", recipe.steps)
     t0 = time.perf_counter()
     result = train(config, log=lambda message: None, on_step=on_step)
     timings["train_s"] = time.perf_counter() - t0
