@@ -1,8 +1,10 @@
-"""Shared test helpers: synthetic clips and running the CLI in-process."""
+"""Shared test helpers: synthetic clips, running the CLI in-process, a headless Chromium."""
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -35,4 +37,33 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
-__all__ = ["moving_clip", "run_cli", "pytest"]
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+
+
+def headless_chromium(profile: Path, window: str, *flags: str, page_load_timeout: float = 15):
+    """A Selenium driver of Debian's headless Chromium (Selenium Manager is never used: no network). Skips the
+    test when Chromium, ChromeDriver or selenium is missing, unless MOVIEGEN_REQUIRE_BROWSER is set (then it
+    fails). The caller quits the driver."""
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.is_file()]
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        missing.append("the selenium package")
+    if missing:
+        reason = f"headless browser test needs {', '.join(missing)}"
+        if os.environ.get("MOVIEGEN_REQUIRE_BROWSER"):
+            pytest.fail(f"{reason} (MOVIEGEN_REQUIRE_BROWSER is set)")
+        pytest.skip(reason)
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", f"--window-size={window}", f"--user-data-dir={profile}", *flags):  # fmt: skip
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+    driver.set_page_load_timeout(page_load_timeout)
+    return driver
+
+
+__all__ = ["headless_chromium", "moving_clip", "run_cli", "pytest"]

@@ -5,33 +5,18 @@ Needs /usr/bin/chromium and /usr/bin/chromedriver (Selenium Manager is never use
 when they are missing unless MOVIEGEN_REQUIRE_BROWSER is set, in which case it fails.
 """
 
-import os
 import socket
 import threading
-from pathlib import Path
 
 import pytest
 import torch
 
+from helpers import headless_chromium
 from moviegen.eval.humaneval import VoteStore, bind_server, create_app, report
 from moviegen.eval.winrate import AXES
 from moviegen.video import write_video
 
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 CHOICES = ("left", "right", "tie")
-
-
-def _require_browser():
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.is_file()]
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        missing.append("the selenium package")
-    if missing:
-        reason = f"headless browser test needs {', '.join(missing)}"
-        if os.environ.get("MOVIEGEN_REQUIRE_BROWSER"):
-            pytest.fail(f"{reason} (MOVIEGEN_REQUIRE_BROWSER is set)")
-        pytest.skip(reason)
 
 
 @pytest.fixture
@@ -54,28 +39,7 @@ def server(tmp_path):
 
 @pytest.fixture
 def browser(tmp_path):
-    _require_browser()
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in [
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1280,1600",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-    ]:
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
-    driver.set_page_load_timeout(15)
+    driver = headless_chromium(tmp_path / "chromium-profile", "1280,1600")
     yield driver
     driver.quit()
 

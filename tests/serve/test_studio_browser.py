@@ -5,38 +5,16 @@ Needs /usr/bin/chromium and /usr/bin/chromedriver (``scripts/install_chromium.sh
 missing unless MOVIEGEN_REQUIRE_BROWSER is set, in which case it fails.
 """
 
-import os
-from pathlib import Path
-
 import pytest
 
+from helpers import headless_chromium
 from moviegen.serve.loadtest import ServerProcess, call
-
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 
 
 @pytest.fixture
 def browser(tmp_path):
-    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.is_file()]
-    try:
-        from selenium import webdriver
-        from selenium.webdriver.chrome.service import Service
-    except ImportError:
-        missing.append("the selenium package")
-    if missing:
-        reason = f"headless browser test needs {', '.join(missing)}"
-        if os.environ.get("MOVIEGEN_REQUIRE_BROWSER"):
-            pytest.fail(f"{reason} (MOVIEGEN_REQUIRE_BROWSER is set)")
-        pytest.skip(reason)
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--autoplay-policy=no-user-gesture-required", "--window-size=1280,1200",
-                 f"--user-data-dir={tmp_path / 'chromium-profile'}"):  # fmt: skip
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
-    driver.set_page_load_timeout(20)
+    driver = headless_chromium(tmp_path / "chromium-profile", "1280,1200", "--autoplay-policy=no-user-gesture-required",
+                               page_load_timeout=20)  # fmt: skip
     yield driver
     driver.quit()
 
