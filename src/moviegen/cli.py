@@ -753,9 +753,9 @@ def bench(
     With ``--edit``, run the Edit Bench instead: each row's video edited as its instruction says. Movie
     Gen Audio Bench rows (.jsonl) get their sound too: videos with 48 kHz AAC audio."""
     from moviegen.audio_files import SAMPLE_RATE
+    from moviegen.cascade import VideoRequest
     from moviegen.eval.bench import read_prompts, run_bench
     from moviegen.files import check_output_dir
-    from moviegen.cascade import VideoRequest
 
     if limit is not None and limit < 1:
         raise MovieGenError(f"--limit must be at least 1 (got {limit})")
@@ -984,6 +984,13 @@ def load_member(pipeline_class, shipped: Path, what: str, path: Path | None, dev
     return pipeline_class.from_pretrained(path).to(resolve_device(device))
 
 
+def load_personalized(path: Path | None, device: str = "auto"):
+    """A PersonalizedPipeline from a folder (default: the shipped one) on ``device``."""
+    from moviegen.personalize import DEFAULT_PERSONALIZED_MODEL, PersonalizedPipeline
+
+    return load_member(PersonalizedPipeline, DEFAULT_PERSONALIZED_MODEL, "personalization model", path, device)
+
+
 def load_upsampler(path: Path | None, device: str = "auto"):
     """An UpsamplerPipeline from a folder (default: the shipped one) on ``device``."""
     from moviegen.upsampler import DEFAULT_UPSAMPLER, UpsamplerPipeline
@@ -1066,7 +1073,6 @@ def generate(
     """Generate a video from a text prompt and write it as an MP4 (``--upsample``: at twice the size;
     ``--reference FACE.png``: of the person in the image; ``--audio``: with sound)."""
     from moviegen.cascade import VideoRequest
-    from moviegen.devices import resolve_device
     from moviegen.files import check_output_file
 
     VideoRequest(prompt, frames, height, width, fps, steps, schedule, guidance, seed, camera).validate()
@@ -1081,11 +1087,10 @@ def generate(
     sound = _cascade_sound(audio, audio_prompt, prompt, music, audio_model, wav, out, as_png, seed, device)
     request = VideoRequest(prompt, frames, height, width, fps, steps, schedule, guidance, seed, camera, rewrite)
     if reference is not None:
-        from moviegen.personalize import DEFAULT_PERSONALIZED_MODEL, PersonalizedPipeline, read_reference
+        from moviegen.personalize import read_reference
 
         image = read_reference(reference)
-        folder = Path(model) if model is not None else DEFAULT_PERSONALIZED_MODEL
-        pipe = PersonalizedPipeline.from_pretrained(folder).to(resolve_device(device))
+        pipe = load_personalized(Path(model) if model is not None else None, device)
         up = load_upsampler(upsampler, device) if upsample else None
         _generate_to_file(pipe, request, out, up, sound, wav, reference=image)
         return

@@ -91,18 +91,12 @@ class Models:
         from moviegen import cli
 
         loaders = {
-            "personalize": lambda: cli.load_member(*_personalize_args(), self.paths.personalize, self.device),
+            "personalize": lambda: cli.load_personalized(self.paths.personalize, self.device),
             "upsampler": lambda: cli.load_upsampler(self.paths.upsampler, self.device),
             "edit": lambda: cli.load_edit_model(self.paths.edit, self.device),
             "audio": lambda: cli.load_audio_model(self.paths.audio, self.device),
         }
         return self._get(kind, "", loaders[kind])
-
-
-def _personalize_args():
-    from moviegen.personalize import DEFAULT_PERSONALIZED_MODEL, PersonalizedPipeline
-
-    return PersonalizedPipeline, DEFAULT_PERSONALIZED_MODEL, "personalization model"
 
 
 def result_name(job: Job) -> str:
