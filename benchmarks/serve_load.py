@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from moviegen.serve.loadtest import ServerProcess, _percentiles, call, run_load
+from moviegen.serve.loadtest import ServerProcess, call, percentiles, run_load
 
 
 def idle_latency(url: str, n: int) -> dict:
@@ -28,7 +28,7 @@ def idle_latency(url: str, n: int) -> dict:
         status, _ = call(url + ("/v1/info" if i % 2 else "/v1/jobs?limit=20"))
         times.append(time.perf_counter() - start)
         assert status == 200
-    return _percentiles(times)
+    return percentiles(times)
 
 
 def main() -> None:

@@ -34,6 +34,7 @@ def test_cancel_queued_at_once_running_by_flag(tmp_path):
     assert store.cancel(b.id).status == "cancelled"
     running = store.cancel(a.id)
     assert running.status == "running" and running.cancel
+    assert store.cancel_asked(a.id) and not store.cancel_asked(b.id + "0")
     assert store.progress(a.id, "sampling", 1, 2) is True
     store.finish(a.id, "cancelled")
     assert store.cancel(a.id).status == "cancelled"  # a finished job stays as it is

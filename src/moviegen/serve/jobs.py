@@ -235,6 +235,11 @@ class JobStore:
             (cancel,) = db.execute("SELECT cancel FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return bool(cancel)
 
+    def cancel_asked(self, job_id: str) -> bool:
+        with self._lock:
+            row = self._db.execute("SELECT cancel FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return bool(row and row[0])
+
     def finish(self, job_id: str, status: str, result: str | None = None, error: str | None = None) -> None:
         if status not in FINISHED:
             raise ValueError(f"not a final status: {status}")

@@ -114,7 +114,7 @@ class LoadReport:
         return not self.lost and not self.unexpected
 
 
-def _percentiles(values: list[float]) -> dict[str, float]:
+def percentiles(values: list[float]) -> dict[str, float]:
     if not values:
         return {}
     ordered = sorted(values)
@@ -187,6 +187,6 @@ def run_load(url: str, job: dict, clients: int = 20, requests: int = 200, drain_
         time.sleep(0.2)
     report.lost += [f"{job_id}: not finished after {drain_timeout} s" for job_id in sorted(pending)]
     report.drain_seconds = round(time.perf_counter() - drain_start, 2)
-    report.latency_ms = {kind: _percentiles(v) for kind, v in sorted(timings.items())}
-    report.latency_ms["all"] = _percentiles([x for v in timings.values() for x in v])
+    report.latency_ms = {kind: percentiles(v) for kind, v in sorted(timings.items())}
+    report.latency_ms["all"] = percentiles([x for v in timings.values() for x in v])
     return report

@@ -17,6 +17,7 @@ only slow both. Cancelling is checked after every Euler step.
 from __future__ import annotations
 
 import threading
+import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,9 @@ import torch
 from moviegen import cascade
 from moviegen.errors import MovieGenError
 from moviegen.serve.jobs import Job, JobStore
+
+
+PROGRESS_EVERY = 0.1  # seconds between progress writes inside a stage (a small model's step is milliseconds)
 
 
 class Cancelled(Exception):
@@ -194,8 +198,18 @@ class Worker(threading.Thread):
     def _run(self, job: Job) -> None:
         self.store.set_stages(job.id, job_stages(job))
 
+        last = {"stage": None, "time": 0.0}
+
         def report(stage: str, step: int, total: int) -> None:
-            if self.store.progress(job.id, stage, step, total) or self._stopping.is_set():
+            """Progress is written (a durable transaction) at a new stage, a stage's last step and at most every
+            PROGRESS_EVERY seconds between; a cancel is read after every step."""
+            now = time.monotonic()
+            if stage != last["stage"] or step == total or now - last["time"] >= PROGRESS_EVERY:
+                last.update(stage=stage, time=now)
+                cancel = self.store.progress(job.id, stage, step, total)
+            else:
+                cancel = self.store.cancel_asked(job.id)
+            if cancel or self._stopping.is_set():
                 raise Cancelled
 
         try:
