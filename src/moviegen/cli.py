@@ -280,7 +280,7 @@ def train_upsampler_command(
 @train_app.command("distill")
 def train_distill_command(
     out: Annotated[
-        Path, typer.Option("--out", help="Output folder (pipeline/, cache*/, val_cache/, run_*/, training_log.json).")
+        Path, typer.Option("--out", help="Output folder (pipeline/, cache/, val_cache/, run/, training_log.json).")
     ],
     quick: QuickRecipe = False,
     base: BaseModel = None,
@@ -288,7 +288,7 @@ def train_distill_command(
     device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "auto",
 ) -> None:
     """Distil a text-to-video model (default: the shipped world model) into an 8-step student (beyond the
-    paper: piecewise reflow of the teacher's guided trajectories, then on-policy windows; guidance distilled in)."""
+    paper: piecewise reflow of the teacher's guided trajectories, guidance distilled in)."""
     from moviegen.train.distill import DistillRecipe, distill
 
     run_member_recipe(DistillRecipe, distill, out, quick, base, steps, device)

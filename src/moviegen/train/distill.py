@@ -14,12 +14,7 @@ rectified flow's reflow, Liu et al. 2023, cut into the student's step windows):
    with t drawn inside each item's window teaches the student the teacher's *mean* velocity over the window,
    which is exactly what one Euler step from ``t_k`` needs; guidance is distilled in, so the student samples
    with guidance 1 (one forward per step instead of two);
-4. **on-policy windows** (DAgger-style, against compounding): the student trained so far samples other
-   captions with its own Euler steps; in each window the guided teacher continues from the *student's* state
-   ``s_k`` to ``t_{k+1}``, and the line from ``s_k`` to that end is a pair as in 2; training goes on, on these
-   pairs, at a lower learning rate. A student trained only on the teacher's states drifts off them and its
-   errors compound; here it learns to steer back from where it actually is;
-5. the student pipeline (fp16) with ``num_steps = student_steps``, its grid's schedule and guidance 1 in its
+4. the student pipeline (fp16) with ``num_steps = student_steps``, its grid's schedule and guidance 1 in its
    ``model_index.json``, so ``moviegen generate --model world-distilled`` samples in ``student_steps``.
 
 Why this method: its loss is the Trainer's own flow-matching regression on fixed pairs (no second network,
@@ -71,24 +66,20 @@ class DistillRecipe(Config):
     lr: float = 5e-5
     warmup_steps: int = 50
     t_location: float = -1.5  # inside a window: most draws near its start (where the sampler asks), some inside
-    onpolicy_prompts: int = 2048  # then windows from the student's own states (0: none)
-    onpolicy_steps: int = 3000
-    onpolicy_lr: float = 2e-5
     val_every: int = 250
     seed: int = 0
 
     PRESETS: ClassVar[dict] = {
         "default": {},
         "quick": dict(student_steps=2, teacher_steps=3, num_prompts=4, val_prompts=2, trajectory_batch=4,
-                      steps=3, batch_size=4, val_every=2, warmup_steps=1, onpolicy_prompts=2, onpolicy_steps=2),  # fmt: skip
+                      steps=3, batch_size=4, val_every=2, warmup_steps=1),  # fmt: skip
     }
 
     def validate(self) -> None:
         name = "DistillRecipe"
         for key in ("student_steps", "teacher_steps", "num_prompts", "val_prompts", "trajectory_batch", "steps",
-                    "batch_size", "val_every", "frames", "onpolicy_steps"):  # fmt: skip
+                    "batch_size", "val_every", "frames"):  # fmt: skip
             require(getattr(self, key) >= 1, name, f"{key} must be >= 1")
-        require(self.onpolicy_prompts >= 0 and self.onpolicy_lr > 0, name, "onpolicy_prompts >= 0, onpolicy_lr > 0")
         require(self.student_steps <= self.teacher_steps, name, "the student takes fewer steps than the teacher")
         require(self.size % 16 == 0, name, "size must be a multiple of 16")
         require(self.lr > 0 and self.teacher_guidance >= 0, name, "lr must be > 0 and teacher_guidance >= 0")
@@ -102,21 +93,18 @@ def teacher_grid(recipe: DistillRecipe) -> tuple[torch.Tensor, torch.Tensor]:
     return student, teacher
 
 
-def _noise(pipe: MovieGenPipeline, seeds: list[int], recipe: DistillRecipe) -> torch.Tensor:
-    shape = pipe.latent_shape(recipe.frames, recipe.size, recipe.size)
-    return torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(s)) for s in seeds])
-
-
 @torch.inference_mode()
 def trajectories(pipe: MovieGenPipeline, prompts: list[str], seeds: list[int], recipe: DistillRecipe,
                  progress: Callable[[int], None] | None = None) -> torch.Tensor:  # fmt: skip
     """The teacher's states at the student's grid: (N, K + 1, C, T, H, W), guided as the teacher samples."""
     student, teacher = teacher_grid(recipe)
     guidance = recipe.teacher_guidance or pipe.guidance_scale
+    shape = pipe.latent_shape(recipe.frames, recipe.size, recipe.size)
     out = []
     for start in range(0, len(prompts), recipe.trajectory_batch):
         batch, batch_seeds = prompts[start : start + recipe.trajectory_batch], seeds[start : start + recipe.trajectory_batch]
-        x = _noise(pipe, batch_seeds, recipe).to(pipe.device)
+        x = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(s)) for s in batch_seeds])
+        x = x.to(pipe.device)
         tokens, mask = pipe.text(batch)
         states = [x]
         for k in range(len(student) - 1):
@@ -129,43 +117,13 @@ def trajectories(pipe: MovieGenPipeline, prompts: list[str], seeds: list[int], r
     return torch.cat(out)
 
 
-@torch.inference_mode()
-def onpolicy_windows(pipe: MovieGenPipeline, student: MovieGenPipeline, prompts: list[str], seeds: list[int],
-                     recipe: DistillRecipe, progress: Callable[[int], None] | None = None) -> torch.Tensor:  # fmt: skip
-    """Windows that start where the *student* is: (N, K, 2, C, T, H, W), per window ``k`` the student's own state
-    at ``t_k`` (after its own ``k`` Euler steps from the noise) and where the guided teacher takes that state by
-    ``t_{k+1}``. Training on them (DAgger-style) corrects the student on the states it visits, against the
-    compounding of its errors off the teacher's trajectories."""
-    grid, teacher = teacher_grid(recipe)
-    guidance = recipe.teacher_guidance or pipe.guidance_scale
-    out = []
-    for start in range(0, len(prompts), recipe.trajectory_batch):
-        batch, batch_seeds = prompts[start : start + recipe.trajectory_batch], seeds[start : start + recipe.trajectory_batch]
-        x = _noise(pipe, batch_seeds, recipe).to(pipe.device)
-        tokens, mask = pipe.text(batch)
-        s_tokens, s_mask = student.text(batch)
-        windows = []
-        for k in range(len(grid) - 1):
-            inside = teacher[(teacher >= grid[k]) & (teacher <= grid[k + 1])]
-            end = flow.sample(pipe.transformer, x, tokens, mask.to(pipe.device), inside, guidance)
-            windows.append(torch.stack([x, end], dim=1))
-            x = flow.sample(student.transformer, x, s_tokens, s_mask.to(pipe.device), grid[k : k + 2], 1.0)
-        out.append(torch.stack(windows, dim=1).float().cpu())
-        if progress:
-            progress(start + len(batch))
-    return torch.cat(out)
-
-
 def window_pairs(states: torch.Tensor, grid: torch.Tensor, sigma_min: float = flow.SIGMA_MIN) -> list[dict]:
-    """Per window k of one trajectory, the flow-matching pair (``noise`` x0, latent x1) whose path
-    :func:`flow.interpolate` passes through the window's start at ``t_k`` and its end at ``t_{k+1}``. ``states``
-    is (K + 1, C, T, H, W), a teacher trajectory (window k from state k to k + 1), or (K, 2, C, T, H, W), each
-    window's own start and end (:func:`onpolicy_windows`)."""
-    starts, ends = (states[:-1], states[1:]) if states.shape[0] == len(grid) else (states[:, 0], states[:, 1])
+    """Per window k of one trajectory (K + 1, C, T, H, W): the flow-matching pair (``noise`` x0, latent x1) whose
+    path :func:`flow.interpolate` passes through the teacher's states at ``t_k`` and ``t_{k+1}``."""
     pairs = []
     for k in range(len(grid) - 1):
         lo, hi = float(grid[k]), float(grid[k + 1])
-        a, b = starts[k], ends[k]
+        a, b = states[k], states[k + 1]
         v = (b - a) / (hi - lo)
         x0 = a - lo * v  # interpolate(x0, x1, t) = x0 + t·(x1 − (1 − σ)·x0) = a + (t − lo)·v
         x1 = v + (1 - sigma_min) * x0
@@ -173,57 +131,27 @@ def window_pairs(states: torch.Tensor, grid: torch.Tensor, sigma_min: float = fl
     return pairs
 
 
-def training_prompts(split: str, count: int, recipe: DistillRecipe, first: int = 0) -> list[str]:
-    """Captions of the world's ``split`` clips ``first …`` (training compositions only, any FPS prefix they carry)."""
+def training_prompts(split: str, count: int, recipe: DistillRecipe) -> list[str]:
+    """Captions of the world's ``split`` clips (training compositions only, any FPS prefix they carry)."""
     world = World(WorldConfig(size=recipe.size, frames=recipe.frames), seed=recipe.seed)
-    return [world.clip(split, i).caption for i in range(first, first + count)]
+    return [world.clip(split, i).caption for i in range(count)]
 
 
 def make_items(pipe: MovieGenPipeline, split: str, count: int, recipe: DistillRecipe,
-               progress: Progress | None = None, student: MovieGenPipeline | None = None) -> list[CacheItem]:  # fmt: skip
-    """Window pairs of ``count`` captions: the teacher's trajectories, or with ``student`` on-policy windows (of
-    the next captions, other noise)."""
-    first = 0 if student is None else recipe.num_prompts
-    prompts = training_prompts(split, count, recipe, first)
-    offset = (0 if split == "train" else 500_000) + (0 if student is None else 250_000)
-    seeds = [recipe.seed * 1_000_003 + offset + i for i in range(count)]
-    what = "teacher trajectories" if student is None else "on-policy windows"
-    report = None if progress is None else (lambda n: progress(f"{what} ({split})", n, count, {}))
-    if student is None:
-        states = trajectories(pipe, prompts, seeds, recipe, report)
-    else:
-        states = onpolicy_windows(pipe, student, prompts, seeds, recipe, report)
-    student_grid, _ = teacher_grid(recipe)
+               progress: Progress | None = None) -> list[CacheItem]:  # fmt: skip
+    prompts = training_prompts(split, count, recipe)
+    seeds = [recipe.seed * 1_000_003 + (0 if split == "train" else 500_000) + i for i in range(count)]
+    report = None if progress is None else (lambda n: progress(f"teacher trajectories ({split})", n, count, {}))
+    states = trajectories(pipe, prompts, seeds, recipe, report)
+    student, _ = teacher_grid(recipe)
     texts = {p: text_states(pipe.text, p) for p in sorted(set(prompts))}
     items = []
     for i, prompt in enumerate(prompts):
-        for k, pair in enumerate(window_pairs(states[i], student_grid)):
+        for k, pair in enumerate(window_pairs(states[i], student)):
             tensors = {"noise": pair["noise"], "t_window": pair["t_window"]}
             text = [(h.clone(), m.clone()) for h, m in texts[prompt]]  # the cache stores each item's own
             items.append(CacheItem(pair["latent"], text, prompt, "video", len(items), tensors))
     return items
-
-
-def _train_student(recipe: DistillRecipe, out: Path, name: str, init: Path, cache: str, steps: int, lr: float,
-                   history: dict[str, list], progress: Progress | None, device: str) -> Path:  # fmt: skip
-    """One training run of the student through the one Trainer; returns its export folder."""
-    config = TrainConfig(
-        stage=f"distill {name}", init_from=str(init), cache=str(out / cache), val_cache=str(out / "val_cache"),
-        global_batch=recipe.batch_size, text_dropout=0.0, t_location=recipe.t_location, lr=lr,
-        betas=(0.9, 0.99), weight_decay=0.0, warmup_steps=recipe.warmup_steps, schedule="cosine",
-        cosine_final_ratio=0.1, steps=steps, val_every=recipe.val_every, log_every=0, keep_checkpoints=1,
-        seed=recipe.seed, run_dir=str(out / f"run_{name}"), device=device,
-    )  # fmt: skip
-    prefix = "" if name == "reflow" else f"{name}/"
-    on_step = loss_history(history, f"{prefix}train/loss", f"{prefix}val/loss", progress, f"student ({name})", steps)
-    return train(config, log=lambda message: None, on_step=on_step).export_dir
-
-
-def _student(export: Path, teacher: MovieGenPipeline, recipe: DistillRecipe) -> MovieGenPipeline:
-    return MovieGenPipeline(TextConditioner.from_pretrained(export / "text"),
-                            MovieGenTransformer.from_pretrained(export / "transformer"),
-                            teacher.tae, guidance_scale=1.0, caption_style=teacher.caption_style,
-                            num_steps=recipe.student_steps, schedule=recipe.student_schedule)  # fmt: skip
 
 
 def distill(recipe: DistillRecipe, out: str | Path, base: str | Path | None = None, progress: Progress | None = None,
@@ -233,26 +161,28 @@ def distill(recipe: DistillRecipe, out: str | Path, base: str | Path | None = No
     base_dir = Path(base) if base is not None else DEFAULT_MODEL
     pipe = MovieGenPipeline.from_pretrained(base_dir).to(device)
     start = time.perf_counter()
-    timings: dict[str, float] = {}
-    history: dict[str, list] = {"train/loss": [], "val/loss": []}
+    timings = {}
     configs = dict(text_config=pipe.text.config.to_dict(), tae_config=pipe.tae.config.to_dict())
     write_cache(make_items(pipe, "train", recipe.num_prompts, recipe, progress), out / "cache", **configs)
     write_cache(make_items(pipe, "val", recipe.val_prompts, recipe, progress), out / "val_cache", **configs)
     timings["trajectories_s"] = time.perf_counter() - start
+    config = TrainConfig(
+        stage="distill", init_from=str(base_dir), cache=str(out / "cache"), val_cache=str(out / "val_cache"),
+        global_batch=recipe.batch_size, text_dropout=0.0, t_location=recipe.t_location, lr=recipe.lr,
+        betas=(0.9, 0.99), weight_decay=0.0, warmup_steps=recipe.warmup_steps, schedule="cosine",
+        cosine_final_ratio=0.1, steps=recipe.steps, val_every=recipe.val_every, log_every=0, keep_checkpoints=1,
+        seed=recipe.seed, run_dir=str(out / "run"), device=device,
+    )  # fmt: skip
+    history: dict[str, list] = {"train/loss": [], "val/loss": []}
+    on_step = loss_history(history, "train/loss", "val/loss", progress, "student", recipe.steps)
     t0 = time.perf_counter()
-    export = _train_student(recipe, out, "reflow", base_dir, "cache", recipe.steps, recipe.lr, history, progress, device)
+    result = train(config, log=lambda message: None, on_step=on_step)
     timings["train_s"] = time.perf_counter() - t0
-    if recipe.onpolicy_prompts:
-        t0 = time.perf_counter()
-        student = _student(export, pipe, recipe).to(device)
-        items = make_items(pipe, "train", recipe.onpolicy_prompts, recipe, progress, student=student)
-        write_cache(items, out / "cache_onpolicy", **configs)
-        timings["onpolicy_windows_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        export = _train_student(recipe, out, "onpolicy", export, "cache_onpolicy", recipe.onpolicy_steps,
-                                recipe.onpolicy_lr, history, progress, device)  # fmt: skip
-        timings["onpolicy_train_s"] = time.perf_counter() - t0
-    student = _student(export, pipe.to("cpu"), recipe)
+    export = result.export_dir
+    student = MovieGenPipeline(TextConditioner.from_pretrained(export / "text"),
+                               MovieGenTransformer.from_pretrained(export / "transformer"),
+                               pipe.tae.to("cpu"), guidance_scale=1.0, caption_style=pipe.caption_style,
+                               num_steps=recipe.student_steps, schedule=recipe.student_schedule)  # fmt: skip
     student.save_pretrained(out / "pipeline", dtype=torch.float16)  # as shipped
     timings["total_s"] = time.perf_counter() - start
     record = {"recipe": recipe.to_dict(), "base": str(base_dir), "timings": timings, "history": history}
