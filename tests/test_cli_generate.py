@@ -34,6 +34,24 @@ def test_generate_with_no_model_flag_uses_the_shipped_model_and_follows_the_prom
     assert found.displacement[1] < -4  # pixels, upwards
 
 
+def test_generate_defaults_to_the_distilled_student_and_falls_back_to_world(tmp_path, monkeypatch, capsys):
+    import moviegen.cli as cli
+    from moviegen import pipeline
+    from moviegen.serve.app import default_generators
+
+    assert cli.default_video_model() == pipeline.GENERATE_DEFAULT == "world-distilled"
+    assert list(default_generators())[:2] == ["world-distilled", "world"]  # the service's default is the first
+    loaded = []
+    real = cli.load_pipeline
+    monkeypatch.setattr(cli, "load_pipeline", lambda model, device="auto": loaded.append(model) or real(model, device))
+    code, _, err = run_cli(capsys, "generate", "a red circle moving left", "--out", tmp_path / "a.mp4")
+    assert code == 0, err
+    assert loaded == ["world-distilled"]
+    monkeypatch.setitem(pipeline.SHIPPED_MODELS, "world-distilled", tmp_path / "not-installed")
+    assert cli.default_video_model() is None  # without the student: the world model (load_pipeline(None))
+    assert list(default_generators())[0] == "world"
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

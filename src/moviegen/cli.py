@@ -964,6 +964,15 @@ def load_pipeline(model: str | None, device: str = "auto"):
     return MovieGenPipeline.from_pretrained(model).to(dev)
 
 
+def default_video_model() -> str | None:
+    """``moviegen generate``'s text-to-video default: the shipped ``GENERATE_DEFAULT`` (the 8-step student) when
+    it is in this install, else None (the world model)."""
+    from moviegen.pipeline import GENERATE_DEFAULT, SHIPPED_MODELS
+
+    shipped = SHIPPED_MODELS[GENERATE_DEFAULT] / "model_index.json"
+    return GENERATE_DEFAULT if shipped.is_file() else None
+
+
 def default_image_model() -> str | None:
     """The shipped image model's folder, if there is one (the default of ``moviegen image`` and of
     ``moviegen generate --frames 1``); else None (the world model)."""
@@ -1005,8 +1014,8 @@ def generate(
     model: Annotated[
         str | None,
         typer.Option(
-            help="Pipeline folder, or a shipped model: world | world-distilled (8 steps) | tiny-random "
-            "(default: world; the image model for --frames 1)."
+            help="Pipeline folder, or a shipped model: world (50 steps) | world-distilled (8 steps) | "
+            "tiny-random (default: world-distilled; the image model for --frames 1)."
         ),
     ] = None,  # fmt: skip
     frames: Annotated[int, typer.Option(help="Number of frames.")] = 16,
@@ -1094,7 +1103,9 @@ def generate(
         up = load_upsampler(upsampler, device) if upsample else None
         _generate_to_file(pipe, request, out, up, sound, wav, reference=image)
         return
-    pipe = load_pipeline(default_image_model() if model is None and frames == 1 else model, device)
+    if model is None:
+        model = default_image_model() if frames == 1 else default_video_model()
+    pipe = load_pipeline(model, device)
     up = load_upsampler(upsampler, device) if upsample else None
     if rewriter != "template" or rewriter_url or rewriter_model or rewriter_path:
         from moviegen.rewrite import rewriter_from_options
@@ -1426,7 +1437,7 @@ def serve(
     model: Annotated[
         list[str] | None,
         typer.Option("--model", help="NAME=DIR or a shipped name: a text-to-video model jobs may name (repeat); "
-                     "the first is the default. Default: the shipped ones (world, world-distilled) and tiny-random."),
+                     "the first is the default. Default: the shipped ones (world-distilled, world) and tiny-random."),
     ] = None,  # fmt: skip
     personalize_model: Annotated[Path | None, typer.Option(help="PT2V folder (default: the shipped one).")] = None,
     upsampler: Annotated[Path | None, typer.Option(help="Upsampler folder (default: the shipped one).")] = None,

@@ -146,17 +146,21 @@ async def _read_job(request: Request, state: ServeState, job_id: str) -> tuple[J
 
 
 def default_generators() -> dict[str, str]:
-    """The text-to-video models a server offers by default: the shipped ones, and ``tiny-random``."""
-    from moviegen.pipeline import SHIPPED_MODELS
+    """The text-to-video models a server offers by default: the shipped ones (``generate``'s default first, the
+    server's default too), and ``tiny-random``."""
+    from moviegen.pipeline import GENERATE_DEFAULT, SHIPPED_MODELS
 
-    shipped = [name for name, folder in SHIPPED_MODELS.items() if (folder / "model_index.json").is_file()]
+    names = sorted(SHIPPED_MODELS, key=lambda name: name != GENERATE_DEFAULT)
+    shipped = [name for name in names if (SHIPPED_MODELS[name] / "model_index.json").is_file()]
     return {name: name for name in shipped} | {"tiny-random": "tiny-random"}
 
 
 def create_app(data: str | Path, paths: ModelPaths | None = None, limits: Limits | None = None,
                token: str | None = None, device: str = "auto") -> FastAPI:  # fmt: skip
     """The service as an ASGI app; the worker starts with the app (uvicorn, or a TestClient)."""
-    paths = paths or ModelPaths(generators=default_generators())
+    if paths is None:
+        generators = default_generators()
+        paths = ModelPaths(generators, next(iter(generators)))
     state = ServeState(Path(data), paths, limits or Limits(), token, device)
 
     @asynccontextmanager
