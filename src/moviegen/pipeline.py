@@ -64,10 +64,10 @@ DEFAULT_MODEL = Path(__file__).parent / "weights" / "world"  # shipped by the wo
 DEFAULT_IMAGE_MODEL = Path(__file__).parent / "weights" / "image"  # the image recipe's (issue 16)
 DISTILLED_MODEL = Path(__file__).parent / "weights" / "world-distilled"  # ``moviegen train distill`` (issue 21)
 SHIPPED_MODELS = {"world": DEFAULT_MODEL, "world-distilled": DISTILLED_MODEL}
+"""The shipped text-to-video models ``--model`` takes by name."""
 # ``moviegen generate``'s (and the service's) text-to-video default: the 8-step student holds the 50-step
 # teacher's ``eval world`` accuracies within 3 points (docs/fast.md); ``world`` stays the base of every recipe.
 GENERATE_DEFAULT = "world-distilled"
-"""The shipped text-to-video models ``--model`` takes by name."""
 COMPONENTS = {"text": TextConditioner, "transformer": MovieGenTransformer, "tae": TAE}
 SCHEDULES = ("linear-quadratic", "linear")
 SPATIAL_MULTIPLE = 16  # TAE 8× times the 2×2 patch
