@@ -37,6 +37,16 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+def run_quick_recipe(capsys, member: str, out: Path, *args: str) -> dict:
+    """Run ``moviegen train MEMBER --out OUT --quick [ARGS]``; assert it succeeded and return its
+    ``training_log.json``."""
+    import json
+
+    code, _, err = run_cli(capsys, "train", member, "--out", out, "--quick", *args)
+    assert code == 0, err
+    return json.loads((Path(out) / "training_log.json").read_text())
+
+
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 
 

@@ -1,12 +1,11 @@
 """moviegen train audio --quick: autoencoder, frame encoder, DiT through the one Trainer, guidance and the
 FAD embedding; the autoencoder's losses and trainer."""
 
-import json
 
 import pytest
 import torch
 
-from helpers import run_cli
+from helpers import run_quick_recipe
 from moviegen.audio import AudioPipeline
 from moviegen.errors import MovieGenError
 from moviegen.eval.audio import AudioEmbedding
@@ -17,9 +16,7 @@ from moviegen.train.audio_ae import AudioAELoss, AudioAELossConfig, AudioAETrain
 
 def test_quick_audio_recipe_end_to_end(tmp_path, capsys):
     out = tmp_path / "audio"
-    code, stdout, err = run_cli(capsys, "train", "audio", "--out", out, "--quick")
-    assert code == 0, err
-    log = json.loads((out / "training_log.json").read_text())
+    log = run_quick_recipe(capsys, "audio", out)
     assert {"autoencoder", "frame_encoder", "guidance", "timings", "history"} <= set(log)
     assert len(log["history"]["loss"]) == AudioRecipe.preset("quick").steps
     assert float(log["guidance"]["chosen"]) in AudioRecipe.preset("quick").guidance_scales

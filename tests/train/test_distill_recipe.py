@@ -1,12 +1,11 @@
 """moviegen train distill --quick: teacher trajectories of the shipped world model cut into window pairs, the one
 Trainer, a student pipeline that samples in its own step count with guidance 1; the pair algebra."""
 
-import json
 
 import pytest
 import torch
 
-from helpers import run_cli
+from helpers import run_cli, run_quick_recipe
 from moviegen import flow
 from moviegen.data.cache import LatentCache
 from moviegen.pipeline import DEFAULT_MODEL, MovieGenPipeline
@@ -45,9 +44,7 @@ def test_trajectories_end_where_the_teacher_samples():
 
 def test_quick_distill_recipe_end_to_end(tmp_path, capsys):
     out = tmp_path / "distill"
-    code, _, err = run_cli(capsys, "train", "distill", "--out", out, "--quick")
-    assert code == 0, err
-    log = json.loads((out / "training_log.json").read_text())
+    log = run_quick_recipe(capsys, "distill", out)
     assert len(log["history"]["train/loss"]) == 3 and log["history"]["val/loss"]
     cache = LatentCache(out / "cache")
     recipe = DistillRecipe.preset("quick")

@@ -1,12 +1,10 @@
 """moviegen train edit --quick: three stages through the one Trainer, task batches by ratio, stage folders
 that load as EditPipelines and edit a real file; the Trainer's task groups and random frame positions."""
 
-import json
-
 import pytest
 import torch
 
-from helpers import run_cli
+from helpers import run_cli, run_quick_recipe
 from moviegen.data.cache import CacheItem, MemoryCache
 from moviegen.edit import EditPipeline
 from moviegen.errors import MovieGenError
@@ -20,9 +18,7 @@ def test_quick_edit_recipe_end_to_end(tmp_path, capsys):
     from moviegen.video import read_video, write_video
 
     out = tmp_path / "edit"
-    code, _, err = run_cli(capsys, "train", "edit", "--out", out, "--quick")
-    assert code == 0, err
-    log = json.loads((out / "training_log.json").read_text())
+    log = run_quick_recipe(capsys, "edit", out)
     assert log["stages"] == [1, 2, 3] and set(log["guidance"]) == {"stage1", "stage2", "stage3"}
     kinds = {stage: [k for _, _, k in log["history"][f"stage{stage}/loss"]] for stage in (1, 2, 3)}
     assert kinds[1] == ["edit", "edit", "edit"]  # 5 edit batches, then 1 text-to-video
@@ -38,10 +34,8 @@ def test_quick_edit_recipe_end_to_end(tmp_path, capsys):
     assert code == 0, err
     assert read_video(tmp_path / "out.mp4")[0].shape == clip.shape
     # a later stage from an earlier stage's model
-    code, _, err = run_cli(capsys, "train", "edit", "--out", tmp_path / "again", "--quick", "--stages", "3",
-                           "--base", out / "stage2")  # fmt: skip
-    assert code == 0, err
-    assert json.loads((tmp_path / "again" / "training_log.json").read_text())["stages"] == [3]
+    again = run_quick_recipe(capsys, "edit", tmp_path / "again", "--stages", "3", "--base", out / "stage2")
+    assert again["stages"] == [3]
 
 
 def test_stage_lists_are_checked(tmp_path, capsys):

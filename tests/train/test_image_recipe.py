@@ -1,11 +1,10 @@
 """moviegen train image --quick: world images without the FPS prefix, fine-tuning and quality tuning through
 the one Trainer from the shipped backbone, an image decoder, a loadable pipeline that writes PNGs."""
 
-import json
 
 import torch
 
-from helpers import run_cli
+from helpers import run_cli, run_quick_recipe
 from moviegen.data.cache import LatentCache
 from moviegen.pipeline import DEFAULT_MODEL, MovieGenPipeline
 from moviegen.train.image import HELD_OUT_PAIRS
@@ -14,9 +13,7 @@ from moviegen.video import read_image
 
 def test_quick_image_recipe_end_to_end(tmp_path, capsys):
     out = tmp_path / "img"
-    code, _, err = run_cli(capsys, "train", "image", "--out", out, "--quick")
-    assert code == 0, err
-    log = json.loads((out / "training_log.json").read_text())
+    log = run_quick_recipe(capsys, "image", out)
     assert len(log["history"]["finetune/loss"]) == 3 and len(log["history"]["quality/loss"]) == 2
     assert [tuple(p) for p in log["held_out_pairs"]] == list(HELD_OUT_PAIRS) and HELD_OUT_PAIRS
     cache = LatentCache(out / "cache")

@@ -2,12 +2,11 @@
 paired-only ablation through the one Trainer; the Trainer's reference-encoder hook (frozen / unfrozen
 tower, tokens appended to the text, export, resume)."""
 
-import json
 
 import pytest
 import torch
 
-from helpers import run_cli
+from helpers import run_quick_recipe
 from moviegen.data.cache import CacheItem, MemoryCache
 from moviegen.errors import MovieGenError
 from moviegen.models.vision import CLIPVisionTower, ReferenceEncoder, VisionConfig
@@ -21,9 +20,7 @@ def _tower_state(pipe):
 
 def test_quick_personalize_recipe_end_to_end(tmp_path, capsys):
     out = tmp_path / "pt2v"
-    code, _, err = run_cli(capsys, "train", "personalize", "--out", out, "--quick")
-    assert code == 0, err
-    log = json.loads((out / "training_log.json").read_text())
+    log = run_quick_recipe(capsys, "personalize", out)
     assert set(log["guidance"]) == {"stage1", "stage2", "stage3", "paired-only"}
     assert [len(log["history"][f"{s}/loss"]) for s in ("stage1", "stage2", "stage3")] == [2, 2, 2]
     pipes = {s: PersonalizedPipeline.from_pretrained(out / s) for s in ("stage1", "stage2", "stage3", "pipeline")}

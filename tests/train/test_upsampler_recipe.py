@@ -1,11 +1,10 @@
 """moviegen train upsampler --quick: pairs from the world, the one Trainer from the shipped backbone, a
 loadable UpsamplerPipeline that upsamples a real file."""
 
-import json
 
 import torch
 
-from helpers import run_cli
+from helpers import run_cli, run_quick_recipe
 from moviegen.data.cache import LatentCache
 from moviegen.data.world import World, WorldConfig
 from moviegen.pipeline import DEFAULT_MODEL, MovieGenPipeline
@@ -15,9 +14,7 @@ from moviegen.video import read_video, write_video
 
 def test_quick_upsampler_recipe_end_to_end(tmp_path, capsys):
     out = tmp_path / "up"
-    code, _, err = run_cli(capsys, "train", "upsampler", "--out", out, "--quick")
-    assert code == 0, err
-    log = json.loads((out / "training_log.json").read_text())
+    log = run_quick_recipe(capsys, "upsampler", out)
     assert len(log["history"]["train/loss"]) == 4 and log["history"]["val/loss"]
     cache = LatentCache(out / "cache")
     item = cache.get(0)

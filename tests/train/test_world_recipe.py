@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from helpers import run_cli
+from helpers import run_cli, run_quick_recipe
 from moviegen.pipeline import MovieGenPipeline
 from moviegen.train.world import WorldRecipe
 from moviegen.video import read_video
@@ -17,9 +17,7 @@ def trained(tmp_path_factory):
 
 
 def test_quick_recipe_end_to_end(trained, capsys):
-    code, out, err = run_cli(capsys, "train", "world", "--out", trained, "--quick")
-    assert code == 0, err
-    log = json.loads((trained / "training_log.json").read_text())
+    log = run_quick_recipe(capsys, "world", trained)
     losses = [v for _, v in log["history"]["train/loss"]]
     first, last = sum(losses[:8]) / 8, sum(losses[-8:]) / 8
     assert last < 0.8 * first, (first, last)
@@ -41,10 +39,8 @@ def test_quick_recipe_end_to_end(trained, capsys):
     assert code == 0, err
     assert read_video(trained / "x.mp4")[0].shape == (3, 16, 64, 64)
     # the TAE stage's output is kept and can be reused to skip TAE training
-    code, _, err = run_cli(capsys, "train", "world", "--out", trained / "again", "--quick", "--steps", "3",
-                           "--tae", trained / "tae")  # fmt: skip
-    assert code == 0, err
-    assert "tae/l1" not in json.loads((trained / "again" / "training_log.json").read_text())["history"]
+    again = run_quick_recipe(capsys, "world", trained / "again", "--steps", "3", "--tae", trained / "tae")
+    assert "tae/l1" not in again["history"]
 
 
 def test_recipe_config_is_validated(tmp_path, capsys):
