@@ -429,12 +429,14 @@ class MovieGenTransformer(nn.Module, PretrainedMixin):
         """Every block's cross-attention keys and values of ``text`` (B, L, dim), for the rows with any unmasked
         token (all rows without a mask): compute once, pass to every :meth:`forward` of a sampling run."""
         b, length = text.shape[:2]
-        rows = torch.arange(b, device=text.device) if text_mask is None else text_mask.any(dim=1).nonzero()[:, 0]
-        context = text[rows] if length > 0 else text[rows, :0]
-        mask = None if text_mask is None else text_mask[rows][:, None, None, :]
+        if length == 0:  # no tokens: cross-attention adds nothing to any row
+            rows = torch.zeros(0, dtype=torch.long, device=text.device)
+        elif text_mask is None:
+            rows = torch.arange(b, device=text.device)
+        else:
+            rows = text_mask.any(dim=1).nonzero()[:, 0]
+        context, mask = text[rows], None if text_mask is None else text_mask[rows][:, None, None, :]
         kv = [block.cross_attn.context_kv(context) for block in self.blocks] if length > 0 else []
-        if length == 0:
-            rows = rows[:0]  # no tokens: cross-attention adds nothing to any row
         return TextCache(rows, mask, kv, b, length)
 
     @classmethod
