@@ -585,8 +585,7 @@ def eval_world_command(
         check_output_file(out, "report")
     pipe = load_pipeline(model, device)
     guidance = pipe.guidance_scale if guidance is None else guidance
-    if steps is not None and not 1 <= steps <= 10_000:
-        raise MovieGenError(f"--steps must be in [1, 10000], got {steps}")
+    check_steps(steps)
     samplers = [(pipe.schedule, steps or pipe.num_steps)] + ([] if quick else [("linear", 250)])
 
     def generate(p, seed, schedule, steps):
@@ -940,6 +939,12 @@ def _edit_metrics(folder: Path, joint, out: Path) -> None:
 
 
 RANDOM_PIPELINES = {"tiny-random": "tiny"}
+
+
+def check_steps(steps: int | None, flag: str = "--steps") -> None:
+    """An Euler step count given on the command line: None (the model's own) or 1 … 10000."""
+    if steps is not None and not 1 <= steps <= 10_000:
+        raise MovieGenError(f"{flag} must be in [1, 10000], got {steps}")
 
 
 def load_pipeline(model: str | None, device: str = "auto"):
@@ -1335,8 +1340,7 @@ def edit(
 
     if not instruction.strip():
         raise MovieGenError("an edit needs an instruction (got an empty one)")
-    if steps is not None and not 1 <= steps <= 10_000:
-        raise MovieGenError(f"--steps must be in [1, 10000], got {steps}")
+    check_steps(steps)
     if max_frames is not None and max_frames < 1:
         raise MovieGenError(f"--max-frames must be >= 1, got {max_frames}")
     if guidance is not None:
@@ -1364,8 +1368,7 @@ def _check_audio_options(steps: int | None, guidance: float | None, extension: s
     from moviegen.audio import AudioPipeline
     from moviegen.pipeline import check_guidance_scale
 
-    if steps is not None and not 1 <= steps <= 10_000:
-        raise MovieGenError(f"--audio-steps must be in [1, 10000], got {steps}")
+    check_steps(steps, "--audio-steps")
     if guidance is not None:
         check_guidance_scale(guidance, "--audio-guidance")
     if extension is not None:
