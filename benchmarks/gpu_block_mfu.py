@@ -67,14 +67,14 @@ def main() -> int:
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     from moviegen.models.transformer import Block, TransformerConfig
-    from moviegen.train.loop import _known_peak_flops
+    from moviegen.train.loop import known_peak_flops
     from moviegen.train.planner import forward_flops
 
     device = torch.device(args.device)
     gpu = device.type == "cuda"
     dtype = torch.bfloat16 if gpu else torch.float32
     config = TransformerConfig.preset(args.model)
-    peak = args.peak_tflops * 1e12 or _known_peak_flops(device)
+    peak = args.peak_tflops * 1e12 or known_peak_flops(device)
     flops = forward_flops(config, args.tokens, args.text)
     per_block = flops.layer  # one layer: its matmuls and attention products
     torch.manual_seed(0)

@@ -497,7 +497,8 @@ def _destroy_at_exit() -> None:
         dist.destroy_process_group()
 
 
-def _known_peak_flops(device: torch.device) -> float:
+def known_peak_flops(device: torch.device) -> float:
+    """The dense bf16 peak FLOP/s of a known GPU (H200, H100, A100: the planner's :data:`GPUS`); 0 otherwise."""
     if device.type != "cuda":
         return 0.0
     from moviegen.train.planner import GPUS
@@ -814,7 +815,7 @@ class Trainer:
             checksums=c.checkpoint_checksums,
             meta=meta,
         )
-        self.peak_flops = c.peak_flops or _known_peak_flops(self.device)
+        self.peak_flops = c.peak_flops or known_peak_flops(self.device)
         self.resumed_from: Path | None = None
         self.last_checkpoint: Path | None = None
         if resume:
