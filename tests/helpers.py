@@ -76,4 +76,4 @@ def headless_chromium(profile: Path, window: str, *flags: str, page_load_timeout
     return driver
 
 
-__all__ = ["headless_chromium", "moving_clip", "run_cli", "pytest"]
+__all__ = ["headless_chromium", "moving_clip", "run_cli", "run_quick_recipe", "pytest"]

@@ -236,6 +236,7 @@ class JobStore:
         return bool(cancel)
 
     def cancel_asked(self, job_id: str) -> bool:
+        """Whether a cancel was asked (a read only: :meth:`progress` records a step and answers the same)."""
         with self._lock:
             row = self._db.execute("SELECT cancel FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return bool(row and row[0])
